@@ -1,0 +1,1 @@
+//! Encoders: how a sample becomes sequences (image rows, voxel slices, pooled waveforms).

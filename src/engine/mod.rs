@@ -1,0 +1,106 @@
+//! Engines: one trait, two backends.
+//!
+//! - [`cpu::CpuEngine`]: the reference (f64, a readable twin of the shader) and a
+//!   fast f32 path (all cores, trajectories in the inner, vectorised dimension).
+//! - [`gpu::GpuEngine`]: `shaders/ddk.wgsl` through wgpu, one invocation per
+//!   trajectory looping over all T steps; batches beyond the adapter's limits are
+//!   split into chunks transparently.
+//!
+//! [`select`] resolves `cpu | gpu | auto` into an engine.
+
+pub mod cpu;
+pub mod gpu;
+
+use crate::batch::{Batch, Features};
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// Options of one engine run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Also compute the forward sensitivities d w / d(alpha, beta).
+    pub sensitivities: bool,
+    /// Largest number of trajectories per GPU dispatch (`None`: as large as the
+    /// adapter allows). Tests force it tiny so the multi-chunk path runs.
+    pub chunk: Option<usize>,
+}
+
+/// Which adapter or CPU ran a batch; printed in every report.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BackendInfo {
+    /// `cpu` or `gpu`.
+    pub backend: String,
+    /// `f64` or `f32`.
+    pub precision: String,
+    /// Adapter name (GPU) or CPU model.
+    pub adapter: String,
+    /// Adapter type (`DiscreteGpu`, `Cpu`...) or `native-cpu`.
+    pub adapter_type: String,
+    /// Graphics API (`Vulkan`...) or `rayon threads = N`.
+    pub api: String,
+}
+
+/// A backend that integrates batches.
+pub trait Engine: Send + Sync {
+    /// What this engine runs on.
+    fn info(&self) -> BackendInfo;
+    /// Integrates every trajectory of `batch`.
+    fn run(&self, batch: &Batch, opts: &RunOptions) -> Result<Features>;
+}
+
+/// The user's backend choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// The native CPU engine.
+    Cpu,
+    /// Any wgpu adapter, the lavapipe software one included.
+    Gpu,
+    /// A hardware GPU when there is one, else the native CPU engine.
+    Auto,
+}
+
+/// Arithmetic precision of the CPU engine (the GPU is f32 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision: the fast, vectorised path.
+    F32,
+    /// Double precision: the reference.
+    F64,
+}
+
+/// Builds the engine for a backend choice. `gpu` with `f64` is an error (WGSL has
+/// no portable f64). `auto` picks a hardware GPU when there is one, else the CPU.
+pub fn select(choice: BackendChoice, precision: Precision) -> Result<Box<dyn Engine>> {
+    match choice {
+        BackendChoice::Cpu => Ok(Box::new(cpu::CpuEngine::new(precision))),
+        BackendChoice::Gpu => {
+            if precision == Precision::F64 {
+                return Err(Error::invalid(
+                    "precision",
+                    "f64",
+                    "f32 with --backend gpu (WGSL has no portable f64)",
+                ));
+            }
+            let ctx = gpu::GpuContext::new()?;
+            if ctx.is_software() {
+                eprintln!(
+                    "memkin: note: GPU adapter '{}' is a software rasteriser (CPU); its speed says nothing about a GPU",
+                    ctx.adapter_info().name
+                );
+            }
+            Ok(Box::new(gpu::GpuEngine::new(std::sync::Arc::new(ctx))?))
+        }
+        BackendChoice::Auto => {
+            if precision == Precision::F32 {
+                if let Ok(ctx) = gpu::GpuContext::new() {
+                    if !ctx.is_software() {
+                        return Ok(Box::new(gpu::GpuEngine::new(std::sync::Arc::new(ctx))?));
+                    }
+                }
+            }
+            Ok(Box::new(cpu::CpuEngine::new(precision)))
+        }
+    }
+}

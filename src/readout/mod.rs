@@ -1,0 +1,1 @@
+//! Readouts trained on the host: ridge, softmax regression, MLP.

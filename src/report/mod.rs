@@ -1,0 +1,1 @@
+//! Outputs: JSON, CSV, .npy arrays, PNG plots.

@@ -1,0 +1,1 @@
+//! Studies: parameter sweeps and device-variability Monte Carlo.
