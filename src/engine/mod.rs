@@ -10,6 +10,7 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod tolerance;
 
 use crate::batch::{Batch, Features};
 use crate::{Error, Result};

@@ -1,1 +1,4 @@
-//! Outputs: JSON, CSV, .npy arrays, PNG plots.
+//! Outputs: `.npy` arrays, JSON, CSV, PNG plots, and progress on stderr.
+
+pub mod npy;
+pub mod progress;

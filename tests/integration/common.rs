@@ -17,3 +17,48 @@ pub fn data_dir() -> Option<PathBuf> {
         }
     }
 }
+
+use memkin::engine::gpu::{GpuContext, GpuEngine};
+use std::sync::{Arc, OnceLock};
+
+/// The shared GPU context for the whole test binary (created once, like the
+/// product does). `None` when there is no adapter and MEMKIN_REQUIRE_GPU is not
+/// 1; with MEMKIN_REQUIRE_GPU=1 (CI, lavapipe installed) a missing adapter is a
+/// test failure, never a silent skip.
+pub fn gpu_context() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let r = CTX.get_or_init(|| GpuContext::new().map(Arc::new).map_err(|e| e.to_string()));
+    match r {
+        Ok(c) => Some(c.clone()),
+        Err(e) => {
+            if std::env::var("MEMKIN_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("MEMKIN_REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("skipped (no GPU adapter: {e})");
+            None
+        }
+    }
+}
+
+/// A GPU engine on the shared context (see [`gpu_context`]).
+pub fn gpu_engine() -> Option<GpuEngine> {
+    gpu_context().map(|c| GpuEngine::new(c).expect("DDK pipeline compiles"))
+}
+
+/// SplitMix64: a tiny deterministic generator for test inputs.
+pub struct TestRng(pub u64);
+
+impl TestRng {
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+    }
+}

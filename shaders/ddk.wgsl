@@ -1,0 +1,133 @@
+// The paper's DDK map, one invocation per trajectory through all T steps.
+// CPU twin: ddk_trajectory in src/engine/cpu.rs (same loop, same status rules).
+//
+//   w[0] = w0;  w[k] = w[k-1] + alpha[k] / w[k-1] - beta[k] * x[k-1]
+//
+// Memory: the WG trajectories of a workgroup are consecutive, so their inputs
+// and outputs are contiguous blocks. Steps are processed in tiles of TILE: the
+// workgroup loads the tile's inputs cooperatively (coalesced) into workgroup
+// memory, each invocation integrates its own trajectory from there, and the
+// tile's states are stored back cooperatively (coalesced).
+
+// Keep in sync with DdkUniform in src/engine/gpu/ddk.rs.
+struct DdkUniform {
+    n_traj: u32,     // trajectories in this chunk
+    seqs: u32,       // sequences bound in `x` (the chunk's sequence block)
+    steps: u32,      // T
+    groups: u32,     // devices per parameter set (sequence s uses device s % groups)
+    seq_offset: u32, // global index of the chunk's first sequence
+    per_step: u32,   // 1: alpha/beta are [sets*groups, T]; 0: [sets*groups]
+    want_grad: u32,  // 1: write sensitivities
+    grid_x: u32,     // workgroups along x (2-D dispatch beyond 65535 workgroups)
+}
+
+@group(0) @binding(0) var<uniform> u: DdkUniform;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> alpha: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read> w0: array<f32>;
+@group(0) @binding(5) var<storage, read_write> w_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> status: array<u32>;
+@group(0) @binding(7) var<storage, read_write> grad: array<f32>;
+
+// Keep WG in sync with DDK_WORKGROUP_SIZE in src/engine/gpu/ddk.rs.
+const WG: u32 = 64u;
+const TILE: u32 = 16u;
+const PITCH: u32 = 17u; // TILE + 1: an odd pitch avoids bank conflicts
+var<workgroup> tile_x: array<f32, 1088>; // WG * PITCH
+var<workgroup> tile_w: array<f32, 1088>;
+
+// Twin of model::ddk::ddk_step.
+fn ddk_step(w: f32, xv: f32, a: f32, b: f32) -> f32 {
+    return w + a / w - b * xv;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let base = (wid.y * u.grid_x + wid.x) * WG; // first trajectory of the workgroup
+    if (base >= u.n_traj) {
+        return; // whole workgroup idle (uniform)
+    }
+    let n_here = min(WG, u.n_traj - base);
+    let i = base + lid.x;
+    let live = lid.x < n_here;
+    let ii = min(i, u.n_traj - 1u);
+    let seq = ii % u.seqs;
+    let dev = (ii / u.seqs) * u.groups + (u.seq_offset + seq) % u.groups;
+    let t = u.steps;
+
+    var w = w0[dev];
+    var da = 0.0;
+    var db = 0.0;
+    var st = STATUS_OK;
+    var first = 0x3fffffffu;
+
+    var k0 = 0u;
+    loop {
+        if (k0 >= t) {
+            break;
+        }
+        let len = min(TILE, t - k0);
+        // Coalesced load: element e is (trajectory e / len, step k0 + e % len);
+        // step k consumes x[k - 1].
+        for (var e = lid.x; e < n_here * len; e += WG) {
+            let r = e / len;
+            let k = k0 + e % len;
+            var v = 0.0;
+            if (k >= 1u) {
+                v = x[((base + r) % u.seqs) * t + k - 1u];
+            }
+            tile_x[r * PITCH + e % len] = v;
+        }
+        workgroupBarrier();
+        for (var j = 0u; j < len; j++) {
+            let k = k0 + j;
+            if (k >= 1u && st == STATUS_OK) {
+                var a = alpha[dev];
+                var b = beta[dev];
+                if (u.per_step != 0u) {
+                    a = alpha[dev * t + k];
+                    b = beta[dev * t + k];
+                }
+                let xv = tile_x[lid.x * PITCH + j];
+                if (u.want_grad != 0u) {
+                    let jac = 1.0 - a / (w * w);
+                    da = da * jac + 1.0 / w;
+                    db = db * jac - xv;
+                }
+                w = ddk_step(w, xv, a, b);
+                let c = classify(w);
+                if (c != STATUS_OK) {
+                    st = c;
+                    first = k;
+                }
+            }
+            var out = w;
+            if (st != STATUS_OK) {
+                out = nan_f32();
+            }
+            tile_w[lid.x * PITCH + j] = out;
+            if (live && u.want_grad != 0u) {
+                var ga = da;
+                var gb = db;
+                if (st != STATUS_OK) {
+                    ga = nan_f32();
+                    gb = nan_f32();
+                }
+                grad[(i * t + k) * 2u] = ga;
+                grad[(i * t + k) * 2u + 1u] = gb;
+            }
+        }
+        workgroupBarrier();
+        // Coalesced store of the tile's states.
+        for (var e = lid.x; e < n_here * len; e += WG) {
+            let r = e / len;
+            w_out[(base + r) * t + k0 + e % len] = tile_w[r * PITCH + e % len];
+        }
+        workgroupBarrier(); // the next tile reuses tile_x and tile_w
+        k0 += len;
+    }
+    if (live) {
+        status[i] = pack_status(st, first);
+    }
+}

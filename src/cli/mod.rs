@@ -1,0 +1,64 @@
+//! The clap layer: `memkin <command>`. Each command is a file with an `Args`
+//! struct (what clap parses) and a `run` that resolves it and calls the library.
+
+mod devices;
+mod simulate;
+
+use clap::{Args, Parser, Subcommand};
+use memkin::engine::BackendChoice;
+
+/// memkin: memristor drift-diffusion kinetics at GPU scale.
+#[derive(Debug, Parser)]
+#[command(name = "memkin", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Integrate the DDK map over input sequences (.npy in, .npy out).
+    Simulate(simulate::Args),
+    /// List the GPU adapters wgpu sees, with the limits that matter here.
+    Devices(devices::Args),
+}
+
+/// Flags every command has.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Print one JSON object on stdout (and nothing else there).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Compute backend: cpu, gpu (any wgpu adapter, software included) or auto
+    /// (a hardware GPU when there is one, else cpu).
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub backend: BackendChoice,
+    /// Seed of every random choice (printed in every report).
+    #[arg(long, default_value_t = 0, global = true)]
+    pub seed: u64,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Simulate(a) => simulate::run(a),
+        Command::Devices(a) => devices::run(a),
+    }
+}
+
+/// Prints a JSON value as one line on stdout.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,406 @@
+//! The DDK kernel on the GPU: chunk planning, buffers, dispatch and read-back.
+//! Shader: `shaders/ddk.wgsl`; CPU twin: [`crate::engine::cpu::ddk_trajectory`].
+
+use super::context::GpuContext;
+use super::shaders;
+use crate::batch::{Batch, Features};
+use crate::engine::{BackendInfo, Engine, RunOptions};
+use crate::{Error, Result};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wgpu::util::DeviceExt;
+
+/// Invocations per workgroup of `shaders/ddk.wgsl` (its `WG` constant).
+pub const DDK_WORKGROUP_SIZE: u32 = 64;
+
+/// Largest output buffer of one chunk (bytes): bounds the staging memory.
+const OUT_BUDGET: u64 = 256 << 20;
+
+/// Uniform block of `shaders/ddk.wgsl`. Keep in sync with `DdkUniform` there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DdkUniform {
+    /// Trajectories in this chunk.
+    pub n_traj: u32,
+    /// Sequences bound in `x` (the chunk's sequence block).
+    pub seqs: u32,
+    /// T.
+    pub steps: u32,
+    /// Devices per parameter set.
+    pub groups: u32,
+    /// Global index of the chunk's first sequence.
+    pub seq_offset: u32,
+    /// 1 for per-step parameters.
+    pub per_step: u32,
+    /// 1 to write sensitivities.
+    pub want_grad: u32,
+    /// Workgroups along x.
+    pub grid_x: u32,
+}
+
+/// A rectangular block of trajectories dispatched at once: parameter sets ×
+/// sequences. Its trajectories are contiguous in the [`Features`] arrays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Parameter sets.
+    pub sets: Range<usize>,
+    /// Sequences.
+    pub seqs: Range<usize>,
+}
+
+impl Chunk {
+    /// Trajectories in the chunk.
+    pub fn len(&self) -> usize {
+        self.sets.len() * self.seqs.len()
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The limits that bound a chunk.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkLimits {
+    /// Most trajectories per chunk (outputs, sensitivities, user setting).
+    pub max_traj: usize,
+    /// Most input rows bound at once.
+    pub max_rows: usize,
+    /// Most parameter sets bound at once.
+    pub max_sets: usize,
+}
+
+impl ChunkLimits {
+    /// From the device limits, the batch shape and the user's chunk setting.
+    pub fn new(
+        limits: &wgpu::Limits,
+        batch: &Batch,
+        want_grad: bool,
+        user_chunk: Option<usize>,
+    ) -> Self {
+        let t = batch.steps() as u64;
+        let bind = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let mut max_traj = (bind / (4 * t)).min(OUT_BUDGET / (4 * t));
+        if want_grad {
+            max_traj = max_traj.min(bind / (8 * t));
+        }
+        // Index arithmetic in the shader is u32: keep element counts below 2^32.
+        max_traj = max_traj.min((u32::MAX as u64) / (2 * t));
+        if let Some(c) = user_chunk {
+            max_traj = max_traj.min(c.max(1) as u64);
+        }
+        let per_device =
+            batch.params().steps().unwrap_or(1) as u64 * batch.params().groups() as u64;
+        Self {
+            max_traj: max_traj.max(1) as usize,
+            max_rows: (bind / (4 * t)).max(1) as usize,
+            max_sets: (bind / (4 * per_device)).max(1) as usize,
+        }
+    }
+}
+
+/// Splits `sets × seqs` into chunks within `lim`. When all sequences fit at once,
+/// a chunk spans several whole parameter sets (inputs uploaded once); otherwise it
+/// is one set × a block of sequences.
+pub fn plan_chunks(sets: usize, seqs: usize, lim: ChunkLimits) -> Vec<Chunk> {
+    let s_block = seqs.min(lim.max_traj).min(lim.max_rows).max(1);
+    let p_block = if s_block == seqs {
+        (lim.max_traj / seqs).clamp(1, lim.max_sets)
+    } else {
+        1
+    };
+    let mut out = Vec::new();
+    for p0 in (0..sets).step_by(p_block) {
+        for s0 in (0..seqs).step_by(s_block) {
+            out.push(Chunk {
+                sets: p0..(p0 + p_block).min(sets),
+                seqs: s0..(s0 + s_block).min(seqs),
+            });
+        }
+    }
+    out
+}
+
+/// Where the time of the last GPU run went.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct GpuTiming {
+    /// Host-to-device copies (inputs, parameters), seconds.
+    pub upload_s: f64,
+    /// Kernel time from timestamp queries (None when the adapter has none).
+    pub kernel_s: Option<f64>,
+    /// Wall time of the compute submissions, seconds.
+    pub kernel_wall_s: f64,
+    /// Device-to-host copies, seconds.
+    pub download_s: f64,
+    /// Number of chunks dispatched.
+    pub chunks: usize,
+}
+
+/// The GPU engine: one pipeline, created once, reused for every batch.
+pub struct GpuEngine {
+    ctx: Arc<GpuContext>,
+    pipeline: wgpu::ComputePipeline,
+    last: Mutex<GpuTiming>,
+}
+
+impl GpuEngine {
+    /// Compiles the DDK pipeline on `ctx`.
+    pub fn new(ctx: Arc<GpuContext>) -> Result<Self> {
+        let pipeline = ctx.pipeline(&shaders::DDK)?;
+        Ok(Self {
+            ctx,
+            pipeline,
+            last: Mutex::new(GpuTiming::default()),
+        })
+    }
+    /// The shared context.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+    /// Timing of the last [`Engine::run`].
+    pub fn last_timing(&self) -> GpuTiming {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn storage(dev: &wgpu::Device, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> wgpu::Buffer {
+    dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(16).next_multiple_of(4),
+        usage: wgpu::BufferUsages::STORAGE | extra,
+        mapped_at_creation: false,
+    })
+}
+
+fn staging(dev: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+    dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(16).next_multiple_of(4),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+impl Engine for GpuEngine {
+    fn info(&self) -> BackendInfo {
+        let i = self.ctx.adapter_info();
+        BackendInfo {
+            backend: "gpu".into(),
+            precision: "f32".into(),
+            adapter: i.name.clone(),
+            adapter_type: format!("{:?}", i.device_type),
+            api: format!("{:?}", i.backend),
+        }
+    }
+
+    fn run(&self, batch: &Batch, opts: &RunOptions) -> Result<Features> {
+        let ctx = &*self.ctx;
+        let dev = &ctx.device;
+        let params = batch.params();
+        let (p_all, s_all, t) = (params.sets(), batch.seqs(), batch.steps());
+        let n_all = p_all * s_all;
+        let want_grad = opts.sensitivities;
+        let lim = ChunkLimits::new(ctx.limits(), batch, want_grad, opts.chunk);
+        let chunks = plan_chunks(p_all, s_all, lim);
+        let max_n = chunks.iter().map(Chunk::len).max().unwrap_or(1);
+        let max_rows = chunks.iter().map(|c| c.seqs.len()).max().unwrap_or(1);
+        let max_sets = chunks.iter().map(|c| c.sets.len()).max().unwrap_or(1);
+        let per_dev = params.steps().unwrap_or(1);
+        let g = params.groups();
+        let t64 = t as u64;
+
+        let alpha: Vec<f32> = params.alpha().iter().map(|&v| v as f32).collect();
+        let beta: Vec<f32> = params.beta().iter().map(|&v| v as f32).collect();
+        let w0: Vec<f32> = params.w0().iter().map(|&v| v as f32).collect();
+
+        let cp = wgpu::BufferUsages::COPY_DST;
+        let src = wgpu::BufferUsages::COPY_SRC;
+        let x_buf = storage(dev, "ddk x", max_rows as u64 * t64 * 4, cp);
+        let a_buf = storage(dev, "ddk alpha", (max_sets * g * per_dev) as u64 * 4, cp);
+        let b_buf = storage(dev, "ddk beta", (max_sets * g * per_dev) as u64 * 4, cp);
+        let w0_buf = storage(dev, "ddk w0", (max_sets * g) as u64 * 4, cp);
+        let out_buf = storage(dev, "ddk w_out", max_n as u64 * t64 * 4, src);
+        let st_buf = storage(dev, "ddk status", max_n as u64 * 4, src);
+        let grad_bytes = if want_grad {
+            max_n as u64 * t64 * 8
+        } else {
+            16
+        };
+        let grad_buf = storage(dev, "ddk grad", grad_bytes, src);
+        let out_stage = staging(dev, "ddk w_out staging", max_n as u64 * t64 * 4);
+        let st_stage = staging(dev, "ddk status staging", max_n as u64 * 4);
+        let grad_stage = want_grad.then(|| staging(dev, "ddk grad staging", grad_bytes));
+        let uni_buf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("ddk uniform"),
+            contents: bytemuck::bytes_of(&DdkUniform::default()),
+            usage: wgpu::BufferUsages::UNIFORM | cp,
+        });
+        let layout = self.pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = [
+            &uni_buf, &x_buf, &a_buf, &b_buf, &w0_buf, &out_buf, &st_buf, &grad_buf,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("ddk bind group"),
+            layout: &layout,
+            entries: &entries,
+        });
+        let timer = ctx.has_timestamps().then(|| {
+            let qs = dev.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("ddk timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("ddk timestamp resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (qs, resolve, staging(dev, "ddk timestamp staging", 16))
+        });
+
+        let mut f = Features {
+            sets: p_all,
+            seqs: s_all,
+            steps: t,
+            w: vec![0.0; n_all * t],
+            status: vec![0; n_all],
+            first_bad: vec![u32::MAX; n_all],
+            grad: want_grad.then(|| vec![0.0; n_all * t * 2]),
+        };
+        let mut timing = GpuTiming {
+            chunks: chunks.len(),
+            kernel_s: timer.as_ref().map(|_| 0.0),
+            ..Default::default()
+        };
+        let mut status_words = vec![0u32; max_n];
+        let max_wg = ctx.limits().max_compute_workgroups_per_dimension.max(1);
+        let mut x_uploaded: Option<Range<usize>> = None;
+        for c in &chunks {
+            let n = c.len();
+            let t0 = Instant::now();
+            if x_uploaded.as_ref() != Some(&c.seqs) {
+                let xs = &batch.inputs()[c.seqs.start * t..c.seqs.end * t];
+                ctx.queue.write_buffer(&x_buf, 0, bytemuck::cast_slice(xs));
+                x_uploaded = Some(c.seqs.clone());
+            }
+            let dr = c.sets.start * g * per_dev..c.sets.end * g * per_dev;
+            ctx.queue
+                .write_buffer(&a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
+            ctx.queue
+                .write_buffer(&b_buf, 0, bytemuck::cast_slice(&beta[dr]));
+            ctx.queue.write_buffer(
+                &w0_buf,
+                0,
+                bytemuck::cast_slice(&w0[c.sets.start * g..c.sets.end * g]),
+            );
+            let n_wg = (n as u64).div_ceil(DDK_WORKGROUP_SIZE as u64);
+            let grid_x = n_wg.min(max_wg as u64) as u32;
+            let grid_y = n_wg.div_ceil(grid_x as u64);
+            if grid_y > max_wg as u64 {
+                return Err(Error::Gpu(format!(
+                    "chunk of {n} trajectories needs {n_wg} workgroups, beyond {max_wg}^2"
+                )));
+            }
+            let uni = DdkUniform {
+                n_traj: n as u32,
+                seqs: c.seqs.len() as u32,
+                steps: t as u32,
+                groups: g as u32,
+                seq_offset: c.seqs.start as u32,
+                per_step: params.steps().is_some() as u32,
+                want_grad: want_grad as u32,
+                grid_x,
+            };
+            ctx.queue
+                .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+            ctx.queue.submit([]);
+            ctx.wait()?;
+            let t1 = Instant::now();
+
+            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("ddk compute"),
+            });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("ddk pass"),
+                    timestamp_writes: timer.as_ref().map(|(qs, _, _)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: qs,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }
+                    }),
+                });
+                pass.set_pipeline(&self.pipeline);
+                pass.set_bind_group(0, &bind, &[]);
+                pass.dispatch_workgroups(grid_x, grid_y as u32, 1);
+            }
+            if let Some((qs, resolve, stage)) = &timer {
+                enc.resolve_query_set(qs, 0..2, resolve, 0);
+                enc.copy_buffer_to_buffer(resolve, 0, stage, 0, 16);
+            }
+            ctx.queue.submit([enc.finish()]);
+            ctx.wait()?;
+            let t2 = Instant::now();
+            if let Some((_, _, stage)) = &timer {
+                let mut ts = [0u64; 2];
+                ctx.read_buffer(stage, 16, bytemuck::cast_slice_mut(&mut ts))?;
+                let ns =
+                    ts[1].saturating_sub(ts[0]) as f64 * ctx.queue.get_timestamp_period() as f64;
+                *timing.kernel_s.get_or_insert(0.0) += ns * 1e-9;
+            }
+
+            let t3 = Instant::now();
+            let out_bytes = n as u64 * t64 * 4;
+            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("ddk read-back"),
+            });
+            enc.copy_buffer_to_buffer(&out_buf, 0, &out_stage, 0, out_bytes);
+            enc.copy_buffer_to_buffer(&st_buf, 0, &st_stage, 0, n as u64 * 4);
+            if let Some(gs) = &grad_stage {
+                enc.copy_buffer_to_buffer(&grad_buf, 0, gs, 0, out_bytes * 2);
+            }
+            ctx.queue.submit([enc.finish()]);
+            // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
+            let first = c.sets.start * s_all + c.seqs.start;
+            ctx.read_buffer(
+                &out_stage,
+                out_bytes,
+                bytemuck::cast_slice_mut(&mut f.w[first * t..(first + n) * t]),
+            )?;
+            ctx.read_buffer(
+                &st_stage,
+                n as u64 * 4,
+                bytemuck::cast_slice_mut(&mut status_words[..n]),
+            )?;
+            if let (Some(gs), Some(gr)) = (&grad_stage, f.grad.as_mut()) {
+                ctx.read_buffer(
+                    gs,
+                    out_bytes * 2,
+                    bytemuck::cast_slice_mut(&mut gr[first * t * 2..(first + n) * t * 2]),
+                )?;
+            }
+            for (j, &word) in status_words[..n].iter().enumerate() {
+                f.status[first + j] = (word >> 30) as u8;
+                let step = word & 0x3fff_ffff;
+                f.first_bad[first + j] = if step == 0x3fff_ffff { u32::MAX } else { step };
+            }
+            timing.upload_s += (t1 - t0).as_secs_f64();
+            timing.kernel_wall_s += (t2 - t1).as_secs_f64();
+            timing.download_s += t3.elapsed().as_secs_f64();
+        }
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = timing;
+        Ok(f)
+    }
+}
