@@ -311,7 +311,7 @@ impl Status {
 }
 
 /// The output of an engine run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Features {
     /// P.
     pub sets: usize,
@@ -330,6 +330,24 @@ pub struct Features {
 }
 
 impl Features {
+    /// Shapes the storage for `batch` (reusing the allocations). Every element is
+    /// overwritten by the engine, so nothing is cleared.
+    pub fn prepare(&mut self, batch: &Batch, sensitivities: bool) {
+        let (p, s, t) = (batch.params().sets(), batch.seqs(), batch.steps());
+        let n = p * s;
+        (self.sets, self.seqs, self.steps) = (p, s, t);
+        self.w.resize(n * t, 0.0);
+        self.status.resize(n, 0);
+        self.first_bad.resize(n, u32::MAX);
+        if sensitivities {
+            self.grad
+                .get_or_insert_with(Vec::new)
+                .resize(n * t * 2, 0.0);
+        } else {
+            self.grad = None;
+        }
+    }
+
     /// The state `w[k]` of trajectory `(p, s)`.
     pub fn get(&self, p: usize, s: usize, k: usize) -> f32 {
         self.w[(p * self.seqs + s) * self.steps + k]

@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod bench;
 pub mod data;
 pub mod encode;
 pub mod engine;

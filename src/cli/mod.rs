@@ -1,6 +1,7 @@
 //! The clap layer: `memkin <command>`. Each command is a file with an `Args`
 //! struct (what clap parses) and a `run` that resolves it and calls the library.
 
+mod bench;
 mod devices;
 mod simulate;
 
@@ -21,21 +22,28 @@ enum Command {
     Simulate(simulate::Args),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices(devices::Args),
+    /// Measure trajectory-steps per second of each backend across batch sizes.
+    Bench(bench::Args),
 }
 
 /// Flags every command has.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// Print one JSON object on stdout (and nothing else there).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub json: bool,
+    /// Seed of every random choice (printed in every report).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// The backend flag of the commands that compute features.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArg {
     /// Compute backend: cpu, gpu (any wgpu adapter, software included) or auto
     /// (a hardware GPU when there is one, else cpu).
-    #[arg(long, value_enum, default_value = "auto", global = true)]
+    #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
-    /// Seed of every random choice (printed in every report).
-    #[arg(long, default_value_t = 0, global = true)]
-    pub seed: u64,
 }
 
 /// Parses the command line and runs the command.
@@ -44,6 +52,7 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(a) => simulate::run(a),
         Command::Devices(a) => devices::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

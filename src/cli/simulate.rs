@@ -1,6 +1,6 @@
 //! `memkin simulate`: integrate the DDK map over a `.npy` of sequences.
 
-use super::{Common, print_json};
+use super::{BackendArg, Common, print_json};
 use anyhow::Context;
 use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
@@ -14,6 +14,8 @@ use std::time::Instant;
 pub struct Args {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    backend: BackendArg,
     /// Input sequences: .npy of shape [S, T], float32 or float64.
     #[arg(long)]
     input: PathBuf,
@@ -175,7 +177,7 @@ fn resolve(a: &Args) -> Result<Config, Error> {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let cfg = resolve(&a)?;
-    let engine = select(a.common.backend, a.precision)?;
+    let engine = select(a.backend.backend, a.precision)?;
     let batch = Batch::new(&cfg.x, cfg.seqs, cfg.steps, &cfg.params)?;
     let opts = RunOptions {
         sensitivities: a.grad.is_some(),

@@ -62,23 +62,13 @@ impl Engine for CpuEngine {
         }
     }
 
-    fn run(&self, batch: &Batch, opts: &RunOptions) -> Result<Features> {
-        let (p, s, t) = (batch.params().sets(), batch.seqs(), batch.steps());
-        let n = p * s;
-        let mut f = Features {
-            sets: p,
-            seqs: s,
-            steps: t,
-            w: vec![0.0; n * t],
-            status: vec![0; n],
-            first_bad: vec![u32::MAX; n],
-            grad: opts.sensitivities.then(|| vec![0.0; n * t * 2]),
-        };
+    fn run_into(&self, batch: &Batch, opts: &RunOptions, f: &mut Features) -> Result<()> {
+        f.prepare(batch, opts.sensitivities);
         match self.precision {
-            Precision::F64 => run_reference(batch, &mut f),
-            Precision::F32 => run_fast(batch, &mut f),
+            Precision::F64 => run_reference(batch, f),
+            Precision::F32 => run_fast(batch, f),
         }
-        Ok(f)
+        Ok(())
     }
 }
 
@@ -281,6 +271,9 @@ fn fast_block(
     sc.wt[..LANES].copy_from_slice(&w);
     let mut da = [0f32; LANES];
     let mut db = [0f32; LANES];
+    // Per lane: every state so far finite and positive (NaN fails both tests).
+    // Kept in the vectorised loop so clean lanes need no classification pass.
+    let mut clean = [1u32; LANES];
     if want_grad {
         sc.dat[..LANES].fill(0.0);
         sc.dbt[..LANES].fill(0.0);
@@ -302,12 +295,28 @@ fn fast_block(
         }
         for l in 0..LANES {
             w[l] = w[l] + a[l] / w[l] - b[l] * xs[l];
+            clean[l] &= ((w[l] > 0.0) as u32) & ((w[l] <= f32::MAX) as u32);
         }
         sc.wt[k * LANES..(k + 1) * LANES].copy_from_slice(&w);
     }
     // Transpose back, classifying each state; NaN from the first bad step on.
     for l in 0..n {
         let out = &mut w_out[l * t..(l + 1) * t];
+        if clean[l] != 0 {
+            for k in 0..t {
+                out[k] = sc.wt[k * LANES + l];
+            }
+            st[l] = Status::Ok as u8;
+            fb[l] = u32::MAX;
+            if want_grad {
+                let g = &mut g_out[l * t * 2..(l + 1) * t * 2];
+                for k in 0..t {
+                    g[2 * k] = sc.dat[k * LANES + l];
+                    g[2 * k + 1] = sc.dbt[k * LANES + l];
+                }
+            }
+            continue;
+        }
         let mut status = Status::Ok;
         let mut first = u32::MAX;
         for k in 0..t {

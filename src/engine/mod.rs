@@ -45,8 +45,16 @@ pub struct BackendInfo {
 pub trait Engine: Send + Sync {
     /// What this engine runs on.
     fn info(&self) -> BackendInfo;
-    /// Integrates every trajectory of `batch`.
-    fn run(&self, batch: &Batch, opts: &RunOptions) -> Result<Features>;
+    /// Integrates every trajectory of `batch` into `out`, reusing its storage
+    /// (sweeps and benchmarks call this in a loop without reallocating).
+    fn run_into(&self, batch: &Batch, opts: &RunOptions, out: &mut Features) -> Result<()>;
+
+    /// Integrates every trajectory of `batch` into fresh [`Features`].
+    fn run(&self, batch: &Batch, opts: &RunOptions) -> Result<Features> {
+        let mut f = Features::default();
+        self.run_into(batch, opts, &mut f)?;
+        Ok(f)
+    }
 }
 
 /// The user's backend choice.

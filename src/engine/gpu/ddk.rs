@@ -144,6 +144,101 @@ pub struct GpuEngine {
     ctx: Arc<GpuContext>,
     pipeline: wgpu::ComputePipeline,
     last: Mutex<GpuTiming>,
+    /// Buffers of the last run, reused while large enough (sweeps run many
+    /// batches of one shape).
+    buffers: Mutex<Option<DdkBuffers>>,
+}
+
+/// Byte sizes of the DDK buffers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct BufferSizes {
+    x: u64,
+    params: u64,
+    w0: u64,
+    out: u64,
+    status: u64,
+    grad: u64,
+}
+
+impl BufferSizes {
+    fn covers(&self, o: &BufferSizes) -> bool {
+        self.x >= o.x
+            && self.params >= o.params
+            && self.w0 >= o.w0
+            && self.out >= o.out
+            && self.status >= o.status
+            && self.grad >= o.grad
+    }
+}
+
+/// The device buffers of the DDK kernel and their bind group.
+struct DdkBuffers {
+    sizes: BufferSizes,
+    x: wgpu::Buffer,
+    alpha: wgpu::Buffer,
+    beta: wgpu::Buffer,
+    w0: wgpu::Buffer,
+    out: wgpu::Buffer,
+    status: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    out_stage: wgpu::Buffer,
+    status_stage: wgpu::Buffer,
+    grad_stage: Option<wgpu::Buffer>,
+    uniform: wgpu::Buffer,
+    bind: wgpu::BindGroup,
+}
+
+impl DdkBuffers {
+    fn new(ctx: &GpuContext, pipeline: &wgpu::ComputePipeline, sizes: BufferSizes) -> Self {
+        let dev = &ctx.device;
+        let cp = wgpu::BufferUsages::COPY_DST;
+        let src = wgpu::BufferUsages::COPY_SRC;
+        let x = storage(dev, "ddk x", sizes.x, cp);
+        let alpha = storage(dev, "ddk alpha", sizes.params, cp);
+        let beta = storage(dev, "ddk beta", sizes.params, cp);
+        let w0 = storage(dev, "ddk w0", sizes.w0, cp);
+        let out = storage(dev, "ddk w_out", sizes.out, src);
+        let status = storage(dev, "ddk status", sizes.status, src);
+        let grad = storage(dev, "ddk grad", sizes.grad, src);
+        let out_stage = staging(dev, "ddk w_out staging", sizes.out);
+        let status_stage = staging(dev, "ddk status staging", sizes.status);
+        let grad_stage = (sizes.grad > 0).then(|| staging(dev, "ddk grad staging", sizes.grad));
+        let uniform = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("ddk uniform"),
+            contents: bytemuck::bytes_of(&DdkUniform::default()),
+            usage: wgpu::BufferUsages::UNIFORM | cp,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> =
+            [&uniform, &x, &alpha, &beta, &w0, &out, &status, &grad]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("ddk bind group"),
+            layout: &layout,
+            entries: &entries,
+        });
+        Self {
+            sizes,
+            x,
+            alpha,
+            beta,
+            w0,
+            out,
+            status,
+            grad,
+            out_stage,
+            status_stage,
+            grad_stage,
+            uniform,
+            bind,
+        }
+    }
 }
 
 impl GpuEngine {
@@ -154,6 +249,7 @@ impl GpuEngine {
             ctx,
             pipeline,
             last: Mutex::new(GpuTiming::default()),
+            buffers: Mutex::new(None),
         })
     }
     /// The shared context.
@@ -196,12 +292,11 @@ impl Engine for GpuEngine {
         }
     }
 
-    fn run(&self, batch: &Batch, opts: &RunOptions) -> Result<Features> {
+    fn run_into(&self, batch: &Batch, opts: &RunOptions, f: &mut Features) -> Result<()> {
         let ctx = &*self.ctx;
         let dev = &ctx.device;
         let params = batch.params();
         let (p_all, s_all, t) = (params.sets(), batch.seqs(), batch.steps());
-        let n_all = p_all * s_all;
         let want_grad = opts.sensitivities;
         let lim = ChunkLimits::new(ctx.limits(), batch, want_grad, opts.chunk);
         let chunks = plan_chunks(p_all, s_all, lim);
@@ -216,44 +311,36 @@ impl Engine for GpuEngine {
         let beta: Vec<f32> = params.beta().iter().map(|&v| v as f32).collect();
         let w0: Vec<f32> = params.w0().iter().map(|&v| v as f32).collect();
 
-        let cp = wgpu::BufferUsages::COPY_DST;
-        let src = wgpu::BufferUsages::COPY_SRC;
-        let x_buf = storage(dev, "ddk x", max_rows as u64 * t64 * 4, cp);
-        let a_buf = storage(dev, "ddk alpha", (max_sets * g * per_dev) as u64 * 4, cp);
-        let b_buf = storage(dev, "ddk beta", (max_sets * g * per_dev) as u64 * 4, cp);
-        let w0_buf = storage(dev, "ddk w0", (max_sets * g) as u64 * 4, cp);
-        let out_buf = storage(dev, "ddk w_out", max_n as u64 * t64 * 4, src);
-        let st_buf = storage(dev, "ddk status", max_n as u64 * 4, src);
-        let grad_bytes = if want_grad {
-            max_n as u64 * t64 * 8
-        } else {
-            16
+        let sizes = BufferSizes {
+            x: max_rows as u64 * t64 * 4,
+            params: (max_sets * g * per_dev) as u64 * 4,
+            w0: (max_sets * g) as u64 * 4,
+            out: max_n as u64 * t64 * 4,
+            status: max_n as u64 * 4,
+            grad: if want_grad { max_n as u64 * t64 * 8 } else { 0 },
         };
-        let grad_buf = storage(dev, "ddk grad", grad_bytes, src);
-        let out_stage = staging(dev, "ddk w_out staging", max_n as u64 * t64 * 4);
-        let st_stage = staging(dev, "ddk status staging", max_n as u64 * 4);
-        let grad_stage = want_grad.then(|| staging(dev, "ddk grad staging", grad_bytes));
-        let uni_buf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("ddk uniform"),
-            contents: bytemuck::bytes_of(&DdkUniform::default()),
-            usage: wgpu::BufferUsages::UNIFORM | cp,
-        });
-        let layout = self.pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = [
-            &uni_buf, &x_buf, &a_buf, &b_buf, &w0_buf, &out_buf, &st_buf, &grad_buf,
-        ]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect();
-        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("ddk bind group"),
-            layout: &layout,
-            entries: &entries,
-        });
+        let mut cache = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache.as_ref().is_some_and(|b| b.sizes.covers(&sizes)) {
+            *cache = None; // free the old buffers before allocating the new ones
+            *cache = Some(DdkBuffers::new(ctx, &self.pipeline, sizes));
+        }
+        let bufs = cache.as_ref().expect("just created");
+        let DdkBuffers {
+            x: x_buf,
+            alpha: a_buf,
+            beta: b_buf,
+            w0: w0_buf,
+            out: out_buf,
+            status: st_buf,
+            grad: grad_buf,
+            out_stage,
+            status_stage: st_stage,
+            grad_stage,
+            uniform: uni_buf,
+            bind,
+            ..
+        } = bufs;
+        let grad_stage = grad_stage.as_ref().filter(|_| want_grad);
         let timer = ctx.has_timestamps().then(|| {
             let qs = dev.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("ddk timestamps"),
@@ -269,15 +356,7 @@ impl Engine for GpuEngine {
             (qs, resolve, staging(dev, "ddk timestamp staging", 16))
         });
 
-        let mut f = Features {
-            sets: p_all,
-            seqs: s_all,
-            steps: t,
-            w: vec![0.0; n_all * t],
-            status: vec![0; n_all],
-            first_bad: vec![u32::MAX; n_all],
-            grad: want_grad.then(|| vec![0.0; n_all * t * 2]),
-        };
+        f.prepare(batch, want_grad);
         let mut timing = GpuTiming {
             chunks: chunks.len(),
             kernel_s: timer.as_ref().map(|_| 0.0),
@@ -291,7 +370,7 @@ impl Engine for GpuEngine {
             let t0 = Instant::now();
             if x_uploaded.as_ref() != Some(&c.seqs) {
                 let xs = &batch.inputs()[c.seqs.start * t..c.seqs.end * t];
-                ctx.queue.write_buffer(&x_buf, 0, bytemuck::cast_slice(xs));
+                ctx.queue.write_buffer(x_buf, 0, bytemuck::cast_slice(xs));
                 x_uploaded = Some(c.seqs.clone());
             }
             let dr = c.sets.start * g * per_dev..c.sets.end * g * per_dev;
@@ -343,7 +422,7 @@ impl Engine for GpuEngine {
                     }),
                 });
                 pass.set_pipeline(&self.pipeline);
-                pass.set_bind_group(0, &bind, &[]);
+                pass.set_bind_group(0, bind, &[]);
                 pass.dispatch_workgroups(grid_x, grid_y as u32, 1);
             }
             if let Some((qs, resolve, stage)) = &timer {
@@ -366,10 +445,10 @@ impl Engine for GpuEngine {
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("ddk read-back"),
             });
-            enc.copy_buffer_to_buffer(&out_buf, 0, &out_stage, 0, out_bytes);
-            enc.copy_buffer_to_buffer(&st_buf, 0, &st_stage, 0, n as u64 * 4);
-            if let Some(gs) = &grad_stage {
-                enc.copy_buffer_to_buffer(&grad_buf, 0, gs, 0, out_bytes * 2);
+            enc.copy_buffer_to_buffer(out_buf, 0, out_stage, 0, out_bytes);
+            enc.copy_buffer_to_buffer(st_buf, 0, st_stage, 0, n as u64 * 4);
+            if let Some(gs) = grad_stage {
+                enc.copy_buffer_to_buffer(grad_buf, 0, gs, 0, out_bytes * 2);
             }
             ctx.queue.submit([enc.finish()]);
             // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
@@ -384,7 +463,7 @@ impl Engine for GpuEngine {
                 n as u64 * 4,
                 bytemuck::cast_slice_mut(&mut status_words[..n]),
             )?;
-            if let (Some(gs), Some(gr)) = (&grad_stage, f.grad.as_mut()) {
+            if let (Some(gs), Some(gr)) = (grad_stage, f.grad.as_mut()) {
                 ctx.read_buffer(
                     gs,
                     out_bytes * 2,
@@ -401,6 +480,6 @@ impl Engine for GpuEngine {
             timing.download_s += t3.elapsed().as_secs_f64();
         }
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = timing;
-        Ok(f)
+        Ok(())
     }
 }

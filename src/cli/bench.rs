@@ -1,0 +1,231 @@
+//! `memkin bench`: trajectory-steps per second of each backend across sizes.
+
+use super::{Common, print_json};
+use memkin::Error;
+use memkin::batch::Batch;
+use memkin::bench::{BenchConfig, BenchResult, default_sizes, measure, workload};
+use memkin::engine::Engine;
+use memkin::engine::cpu::{CpuEngine, cpu_model};
+use memkin::engine::gpu::{GpuContext, GpuEngine};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Which {
+    Cpu,
+    Gpu,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Prec {
+    F32,
+    F64,
+    All,
+}
+
+/// Arguments of `memkin bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Batch sizes (trajectories), comma-separated, e.g. 1e3,4e3,1.6e4
+    /// (default: x4 from 1e3 up to 1.6e7 or what fits in half the free memory).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Steps per trajectory T.
+    #[arg(long, default_value_t = 28)]
+    steps: usize,
+    /// Backends to measure.
+    #[arg(long, value_enum, default_value = "all")]
+    backend: Which,
+    /// CPU precision(s) to measure (the GPU is f32).
+    #[arg(long, value_enum, default_value = "all")]
+    precision: Prec,
+    /// Minimum timed runs per point.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Minimum seconds per point.
+    #[arg(long, default_value_t = 1.0)]
+    min_seconds: f64,
+    /// Write bench.csv and scaling.png here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_size(s: &str) -> Result<usize, Error> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| Error::invalid("--sizes", s, "numbers such as 1000 or 1e6"))?;
+    if !(v >= 1.0 && v <= 1e10 && v.fract() == 0.0) {
+        return Err(Error::invalid("--sizes", s, "whole numbers in [1, 1e10]"));
+    }
+    Ok(v as usize)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.steps == 0 || a.steps >= 1 << 30 {
+        return Err(Error::invalid("--steps", a.steps, "1 ..= 2^30 - 1").into());
+    }
+    if a.runs == 0 {
+        return Err(Error::invalid("--runs", 0, "at least 1").into());
+    }
+    let sizes = if a.sizes.is_empty() {
+        default_sizes(a.steps)
+    } else {
+        a.sizes
+            .iter()
+            .map(|s| parse_size(s))
+            .collect::<Result<_, _>>()?
+    };
+    let cfg = BenchConfig {
+        min_runs: a.runs,
+        min_seconds: a.min_seconds,
+        max_runs: a.runs.max(50),
+    };
+
+    let mut engines: Vec<(Box<dyn Engine>, Option<Arc<GpuEngine>>)> = Vec::new();
+    if a.backend != Which::Gpu {
+        if a.precision != Prec::F32 {
+            engines.push((Box::new(CpuEngine::reference()), None));
+        }
+        if a.precision != Prec::F64 {
+            engines.push((Box::new(CpuEngine::fast()), None));
+        }
+    }
+    let mut adapter = serde_json::Value::Null;
+    if a.backend != Which::Cpu {
+        let ctx = Arc::new(GpuContext::new()?);
+        let i = ctx.adapter_info();
+        adapter = serde_json::json!({
+            "name": i.name, "type": format!("{:?}", i.device_type), "backend": format!("{:?}", i.backend),
+            "driver": format!("{} {}", i.driver, i.driver_info).trim(), "timestamps": ctx.has_timestamps(),
+        });
+        if ctx.is_software() && !a.common.json {
+            eprintln!(
+                "memkin: note: GPU adapter '{}' is a software rasteriser: its speed says nothing about a GPU",
+                i.name
+            );
+        }
+        let g = Arc::new(GpuEngine::new(ctx)?);
+        engines.push((Box::new(SharedGpu(g.clone())), Some(g)));
+    }
+
+    let mut results: Vec<BenchResult> = Vec::new();
+    for &n in &sizes {
+        let (x, params) = workload(n, a.steps);
+        let batch = Batch::new(&x, n, a.steps, &params)?;
+        for (e, gpu) in &engines {
+            let timing = gpu.as_ref().map(|g| {
+                let g = g.clone();
+                move || {
+                    let t = g.last_timing();
+                    (t.kernel_s, t.upload_s, t.download_s)
+                }
+            });
+            let r = measure(
+                e.as_ref(),
+                &batch,
+                cfg,
+                timing
+                    .as_ref()
+                    .map(|f| f as &dyn Fn() -> (Option<f64>, f64, f64)),
+            )?;
+            if !a.common.json {
+                let kern = r
+                    .kernel_steps_per_second
+                    .map(|k| format!(", kernel {k:.3e} steps/s"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "{:>3} {:>3}  {:>10} x {}  {:.3e} steps/s  ({:.4} s median of {}){kern}",
+                    r.backend, r.precision, n, a.steps, r.steps_per_second, r.seconds, r.runs
+                );
+            }
+            results.push(r);
+        }
+    }
+    // GPU / best-CPU ratios per size, from this one run.
+    let ratios: Vec<serde_json::Value> = sizes
+        .iter()
+        .filter_map(|&n| {
+            let at = |b: &str, p: &str| {
+                results
+                    .iter()
+                    .find(|r| r.trajectories == n && r.backend == b && r.precision == p)
+                    .map(|r| r.steps_per_second)
+            };
+            let gpu = at("gpu", "f32")?;
+            let cpu = at("cpu", "f32").or_else(|| at("cpu", "f64"))?;
+            Some(serde_json::json!({"trajectories": n, "gpu_over_cpu_f32": gpu / cpu}))
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "adapter": adapter,
+        "cpu": {"model": cpu_model(), "threads": rayon::current_num_threads()},
+        "steps": a.steps,
+        "method": "warm-up run, then the median of repeated runs into reused output storage; each run is timed host to host (GPU synchronised inside); a step is one state w[k] produced",
+        "results": results,
+        "ratios": ratios,
+        "seed": a.common.seed,
+    });
+    if let Some(dir) = &a.out {
+        write_outputs(dir, &results)?;
+    }
+    if a.common.json {
+        print_json(&summary);
+    } else {
+        for r in &ratios {
+            eprintln!(
+                "gpu / cpu-f32 at {}: {:.2}x",
+                r["trajectories"],
+                r["gpu_over_cpu_f32"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_outputs(dir: &std::path::Path, results: &[BenchResult]) -> anyhow::Result<()> {
+    let mut csv = String::from(
+        "backend,precision,trajectories,steps,seconds,steps_per_second,kernel_seconds,kernel_steps_per_second,upload_seconds,download_seconds,runs\n",
+    );
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
+    for r in results {
+        csv.push_str(&format!(
+            "{},{},{},{},{:e},{:e},{},{},{},{},{}\n",
+            r.backend,
+            r.precision,
+            r.trajectories,
+            r.steps,
+            r.seconds,
+            r.steps_per_second,
+            opt(r.kernel_seconds),
+            opt(r.kernel_steps_per_second),
+            opt(r.upload_seconds),
+            opt(r.download_seconds),
+            r.runs
+        ));
+    }
+    let mut out = memkin::report::npy::Outputs::new();
+    out.text(&dir.join("bench.csv"), &csv)?;
+    out.commit()?;
+    Ok(())
+}
+
+/// Lets the bench keep an `Arc<GpuEngine>` for its timings while running it as a `dyn Engine`.
+struct SharedGpu(Arc<GpuEngine>);
+
+impl Engine for SharedGpu {
+    fn info(&self) -> memkin::engine::BackendInfo {
+        self.0.info()
+    }
+    fn run_into(
+        &self,
+        b: &Batch,
+        o: &memkin::engine::RunOptions,
+        f: &mut memkin::batch::Features,
+    ) -> memkin::Result<()> {
+        self.0.run_into(b, o, f)
+    }
+}
