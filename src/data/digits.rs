@@ -20,7 +20,7 @@ pub const DIGITS_SHA256: &str = "6f801551877abf69fbf3711373bb642a18dc933430a3385
 pub const DIGITS_PATH: &str = "<embedded>/datasets/digits.npz";
 
 /// Loads the embedded digits, pixels scaled by 1/16, split 80/20 stratified
-/// with seed [`SPLIT_SEED`] (1437 train / 360 test).
+/// with seed [`SPLIT_SEED`] (1438 train / 359 test: 20% of each class, rounded).
 pub fn load_digits() -> Result<Dataset> {
     let path = Path::new(DIGITS_PATH);
     let bad = |e: &dyn std::fmt::Display| Error::bad_file(path, format!("embedded file unreadable: {e}"));
@@ -54,7 +54,7 @@ mod tests {
     fn embedded_digits_match_their_checksum_and_shape() {
         assert_eq!(super::super::named::sha256_hex(DIGITS_NPZ), DIGITS_SHA256);
         let d = load_digits().unwrap();
-        assert_eq!((d.n_train(), d.n_test(), d.sample_shape.clone()), (1437, 360, vec![8, 8]));
+        assert_eq!((d.n_train(), d.n_test(), d.sample_shape.clone()), (1438, 359, vec![8, 8]));
         assert!(d.x_train.iter().all(|&v| (0.0..=1.0).contains(&v)));
         let all: Vec<u32> = d.y_train.iter().chain(&d.y_test).copied().collect();
         assert_eq!(super::super::count_labels(&all, 10), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);

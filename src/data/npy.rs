@@ -124,8 +124,8 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
         let take = (left * size).min(buf.len());
         r.read_exact(&mut buf[..take]).map_err(|e| {
             bad(format!(
-                "data ends after {} of the {n} values of shape {shape:?} (truncated or corrupt: {e})",
-                n - left
+                "data ends before the {n} values of shape {shape:?} ({} bytes of dtype {descr}; truncated or corrupt: {e})",
+                n * size
             ))
         })?;
         for c in buf[..take].chunks_exact(size) {
@@ -413,7 +413,7 @@ mod tests {
         let p = dir.path().join("cut.npy");
         std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
         let err = read_npy_f32(&p).unwrap_err().to_string();
-        assert!(err.contains("cut.npy") && err.contains("5 of the 6 values"), "{err}");
+        assert!(err.contains("cut.npy") && err.contains("before the 6 values"), "{err}");
         let p = dir.path().join("x.npy.gz");
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut e, &bytes).unwrap();
