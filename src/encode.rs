@@ -59,7 +59,11 @@ impl Encoding {
             "sequence" => Ok(Self::Sequence),
             "voxel_slices" | "voxels" => Ok(Self::VoxelSlices),
             "channels" => Ok(Self::Channels),
-            _ => Err(Error::invalid("encoding", s, "one of rows, sequence, voxel_slices, channels")),
+            _ => Err(Error::invalid(
+                "encoding",
+                s,
+                "one of rows, sequence, voxel_slices, channels",
+            )),
         }
     }
 
@@ -119,9 +123,19 @@ impl Encoded {
 /// dimension may be 0.
 pub fn encode(samples: &[f32], sample_shape: &[usize], enc: Encoding) -> Result<Encoded> {
     let shape_str = format!("{sample_shape:?}");
-    let rank_err = |want: &str| Error::invalid(format!("sample shape for encoding {}", enc.name()), &shape_str, want.to_string());
+    let rank_err = |want: &str| {
+        Error::invalid(
+            format!("sample shape for encoding {}", enc.name()),
+            &shape_str,
+            want.to_string(),
+        )
+    };
     if sample_shape.is_empty() || sample_shape.contains(&0) {
-        return Err(Error::invalid("sample shape", &shape_str, "at least one dimension, none of them 0"));
+        return Err(Error::invalid(
+            "sample shape",
+            &shape_str,
+            "at least one dimension, none of them 0",
+        ));
     }
     let len: usize = sample_shape.iter().product();
     let (steps, seqs_per_input, expand) = match (enc, sample_shape) {
@@ -159,7 +173,10 @@ pub fn encode(samples: &[f32], sample_shape: &[usize], enc: Encoding) -> Result<
 /// Repeats each label (or group id) `factor` times: the labels of the
 /// readout samples after an encoding that expands samples (voxel slices).
 pub fn expand_labels(labels: &[u32], factor: usize) -> Vec<u32> {
-    labels.iter().flat_map(|&l| std::iter::repeat_n(l, factor)).collect()
+    labels
+        .iter()
+        .flat_map(|&l| std::iter::repeat_n(l, factor))
+        .collect()
 }
 
 /// Pools a raw waveform: `|x|` averaged over `bins` equal bins (bin `i`
@@ -185,10 +202,14 @@ pub fn pool_waveform(raw: &[f32], bins: usize) -> Vec<f32> {
         .collect();
     let lo = pooled.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = pooled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !(hi > lo) {
+    // Constant (hi == lo), or no finite bin at all (hi < lo): zeros.
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return vec![0.0; bins];
     }
-    pooled.iter().map(|&p| ((p - lo) / (hi - lo)) as f32).collect()
+    pooled
+        .iter()
+        .map(|&p| ((p - lo) / (hi - lo)) as f32)
+        .collect()
 }
 
 #[cfg(test)]
@@ -199,7 +220,10 @@ mod tests {
     fn rows_encoding_gives_one_sequence_per_image_row() {
         let x: Vec<f32> = (0..2 * 28 * 28).map(|i| (i % 256) as f32 / 255.0).collect();
         let e = encode(&x, &[28, 28], Encoding::Rows).unwrap();
-        assert_eq!((e.seqs, e.steps, e.seqs_per_sample, e.samples), (56, 28, 28, 2));
+        assert_eq!(
+            (e.seqs, e.steps, e.seqs_per_sample, e.samples),
+            (56, 28, 28, 2)
+        );
         assert_eq!(e.sequence(29), &x[29 * 28..30 * 28]);
         assert_eq!(e.sample(1), &x[784..]);
     }
@@ -208,10 +232,16 @@ mod tests {
     fn voxel_slices_expand_each_object_into_d_slice_samples() {
         let x: Vec<f32> = (0..3 * 4 * 5 * 6).map(|i| (i % 2) as f32).collect();
         let e = encode(&x, &[4, 5, 6], Encoding::VoxelSlices).unwrap();
-        assert_eq!((e.seqs, e.steps, e.seqs_per_sample, e.samples), (60, 6, 5, 12));
+        assert_eq!(
+            (e.seqs, e.steps, e.seqs_per_sample, e.samples),
+            (60, 6, 5, 12)
+        );
         // readout sample 5 is object 1, slice 1
         assert_eq!(e.sample(5), &x[120 + 30..120 + 60]);
-        assert_eq!(expand_labels(&[7, 9, 8], 4), vec![7, 7, 7, 7, 9, 9, 9, 9, 8, 8, 8, 8]);
+        assert_eq!(
+            expand_labels(&[7, 9, 8], 4),
+            vec![7, 7, 7, 7, 9, 9, 9, 9, 8, 8, 8, 8]
+        );
         assert_eq!(Encoding::VoxelSlices.samples_per_input(&[4, 5, 6]), 4);
     }
 
@@ -220,16 +250,28 @@ mod tests {
         let e = encode(&[0.1, 0.2, 0.3, 0.4], &[2], Encoding::Sequence).unwrap();
         assert_eq!((e.seqs, e.steps, e.samples), (2, 2, 2));
         let e = encode(&[0.1; 12], &[3, 2], Encoding::Channels).unwrap();
-        assert_eq!((e.seqs, e.steps, e.seqs_per_sample, e.samples), (6, 2, 3, 2));
+        assert_eq!(
+            (e.seqs, e.steps, e.seqs_per_sample, e.samples),
+            (6, 2, 3, 2)
+        );
     }
 
     #[test]
     fn encode_rejects_wrong_rank_length_and_nan() {
-        let err = encode(&[0.0; 8], &[8], Encoding::Rows).unwrap_err().to_string();
-        assert!(err.contains("rows") && err.contains("[8]") && err.contains("[H, W]"), "{err}");
-        let err = encode(&[0.0; 7], &[2, 2], Encoding::Rows).unwrap_err().to_string();
+        let err = encode(&[0.0; 8], &[8], Encoding::Rows)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rows") && err.contains("[8]") && err.contains("[H, W]"),
+            "{err}"
+        );
+        let err = encode(&[0.0; 7], &[2, 2], Encoding::Rows)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("multiple of the sample size 4"), "{err}");
-        let err = encode(&[0.0, 0.0, 0.0, 0.0, f32::NAN], &[1], Encoding::Sequence).unwrap_err().to_string();
+        let err = encode(&[0.0, 0.0, 0.0, 0.0, f32::NAN], &[1], Encoding::Sequence)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("input sample 4 element 0"), "{err}");
     }
 
@@ -238,8 +280,16 @@ mod tests {
         assert_eq!(default_encoding(&[64]), Encoding::Sequence);
         assert_eq!(default_encoding(&[28, 28]), Encoding::Rows);
         assert_eq!(default_encoding(&[32, 32, 32]), Encoding::VoxelSlices);
-        assert_eq!(Encoding::from_name("voxel-slices").unwrap(), Encoding::VoxelSlices);
-        assert!(Encoding::from_name("pixels").unwrap_err().to_string().contains("rows, sequence"));
+        assert_eq!(
+            Encoding::from_name("voxel-slices").unwrap(),
+            Encoding::VoxelSlices
+        );
+        assert!(
+            Encoding::from_name("pixels")
+                .unwrap_err()
+                .to_string()
+                .contains("rows, sequence")
+        );
     }
 
     #[test]

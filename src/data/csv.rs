@@ -37,13 +37,21 @@ pub fn parse_csv(bytes: &[u8], path: &Path) -> Result<Dataset> {
         rows.push((i + 1, rec));
     }
     if rows.is_empty() {
-        return Err(bad("no rows; expected one sample per row: label, then features".into()));
+        return Err(bad(
+            "no rows; expected one sample per row: label, then features".into(),
+        ));
     }
     let header_detected = rows[0].1.iter().any(|f| f.parse::<f64>().is_err());
-    let (header, rows) = if header_detected { (Some(&rows[0].1), &rows[1..]) } else { (None, &rows[..]) };
+    let (header, rows) = if header_detected {
+        (Some(&rows[0].1), &rows[1..])
+    } else {
+        (None, &rows[..])
+    };
     let split_col = header.and_then(|h| h.iter().position(|f| f.eq_ignore_ascii_case("split")));
     if split_col == Some(0) {
-        return Err(bad("column 1 is `split`, but the first column must be the label".into()));
+        return Err(bad(
+            "column 1 is `split`, but the first column must be the label".into(),
+        ));
     }
     let width = rows.first().map_or(0, |r| r.1.len());
     let n_features = width.saturating_sub(1 + usize::from(split_col.is_some()));
@@ -58,21 +66,33 @@ pub fn parse_csv(bytes: &[u8], path: &Path) -> Result<Dataset> {
     let mut is_test = Vec::with_capacity(rows.len());
     for (line, rec) in rows {
         if rec.len() != width {
-            return Err(bad(format!("line {line} has {} columns, expected {width} like the first data row", rec.len())));
+            return Err(bad(format!(
+                "line {line} has {} columns, expected {width} like the first data row",
+                rec.len()
+            )));
         }
         let label = &rec[0];
         let l: u32 = label
             .parse()
             .ok()
             .filter(|&l: &u32| (l as usize) < super::MAX_CLASSES)
-            .ok_or_else(|| bad(format!("line {line}, column 1 (label) = {label:?}: expected an integer in 0..{}", super::MAX_CLASSES)))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "line {line}, column 1 (label) = {label:?}: expected an integer in 0..{}",
+                    super::MAX_CLASSES
+                ))
+            })?;
         y.push(l);
         for (c, f) in rec.iter().enumerate().skip(1) {
             if Some(c) == split_col {
                 is_test.push(match f.to_ascii_lowercase().as_str() {
                     "train" => false,
                     "test" => true,
-                    _ => return Err(bad(format!("line {line}, column `split` = {f:?}: expected train or test"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "line {line}, column `split` = {f:?}: expected train or test"
+                        )));
+                    }
                 });
                 continue;
             }
@@ -80,7 +100,12 @@ pub fn parse_csv(bytes: &[u8], path: &Path) -> Result<Dataset> {
                 .parse()
                 .ok()
                 .filter(|v: &f32| v.is_finite())
-                .ok_or_else(|| bad(format!("line {line}, column {} = {f:?}: expected a finite number", c + 1)))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "line {line}, column {} = {f:?}: expected a finite number",
+                        c + 1
+                    ))
+                })?;
             x.push(v);
         }
     }
@@ -95,13 +120,18 @@ pub fn parse_csv(bytes: &[u8], path: &Path) -> Result<Dataset> {
         (s.train, s.test)
     };
     let take = |idx: &[usize]| -> (Vec<f32>, Vec<u32>) {
-        let xs = idx.iter().flat_map(|&i| x[i * n_features..(i + 1) * n_features].iter().copied()).collect();
+        let xs = idx
+            .iter()
+            .flat_map(|&i| x[i * n_features..(i + 1) * n_features].iter().copied())
+            .collect();
         (xs, idx.iter().map(|&i| y[i]).collect())
     };
     let (x_train, y_train) = take(&train);
     let (x_test, y_test) = take(&test);
     Ok(Dataset {
-        name: path.file_stem().map_or_else(|| "csv".into(), |s| s.to_string_lossy().into_owned()),
+        name: path
+            .file_stem()
+            .map_or_else(|| "csv".into(), |s| s.to_string_lossy().into_owned()),
         x_train,
         y_train,
         x_test,
@@ -120,9 +150,14 @@ mod tests {
 
     #[test]
     fn csv_without_header_is_split_80_20_by_label() {
-        let text: String = (0..20).map(|i| format!("{},{},{}\n", i % 2, i as f32 / 20.0, 0.5)).collect();
+        let text: String = (0..20)
+            .map(|i| format!("{},{},{}\n", i % 2, i as f32 / 20.0, 0.5))
+            .collect();
         let d = parse_csv(text.as_bytes(), Path::new("a.csv")).unwrap();
-        assert_eq!((d.n_train(), d.n_test(), d.sample_shape.clone(), d.n_classes), (16, 4, vec![2], 2));
+        assert_eq!(
+            (d.n_train(), d.n_test(), d.sample_shape.clone(), d.n_classes),
+            (16, 4, vec![2], 2)
+        );
         assert_eq!(d.y_test.iter().filter(|&&l| l == 1).count(), 2);
         let i = (0..16).find(|&i| d.x_train[2 * i] == 0.35).unwrap();
         assert_eq!(d.y_train[i], 1);
@@ -133,7 +168,10 @@ mod tests {
         let text = "label,f1,split,f2\n0,0.1,train,0.2\n1,0.3,test,0.4\n1,0.5,TRAIN,0.6\n";
         let d = parse_csv(text.as_bytes(), Path::new("b.csv")).unwrap();
         assert_eq!(d.x_train, vec![0.1, 0.2, 0.5, 0.6]);
-        assert_eq!((d.x_test.clone(), d.y_test.clone()), (vec![0.3, 0.4], vec![1]));
+        assert_eq!(
+            (d.x_test.clone(), d.y_test.clone()),
+            (vec![0.3, 0.4], vec![1])
+        );
     }
 
     #[test]
@@ -146,7 +184,9 @@ mod tests {
             ("0,NaN\n", "finite"),
         ];
         for (text, want) in cases {
-            let err = parse_csv(text.as_bytes(), Path::new("bad.csv")).unwrap_err().to_string();
+            let err = parse_csv(text.as_bytes(), Path::new("bad.csv"))
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with("bad.csv: ") && err.contains(want), "{err}");
         }
     }

@@ -23,7 +23,8 @@ pub const DIGITS_PATH: &str = "<embedded>/datasets/digits.npz";
 /// with seed [`SPLIT_SEED`] (1438 train / 359 test: 20% of each class, rounded).
 pub fn load_digits() -> Result<Dataset> {
     let path = Path::new(DIGITS_PATH);
-    let bad = |e: &dyn std::fmt::Display| Error::bad_file(path, format!("embedded file unreadable: {e}"));
+    let bad =
+        |e: &dyn std::fmt::Display| Error::bad_file(path, format!("embedded file unreadable: {e}"));
     let mut npz = NpzReader::new(std::io::Cursor::new(DIGITS_NPZ)).map_err(|e| bad(&e))?;
     let x: Array3<u8> = npz.by_name("x").map_err(|e| bad(&e))?;
     let y: Array1<u8> = npz.by_name("y").map_err(|e| bad(&e))?;
@@ -54,9 +55,15 @@ mod tests {
     fn embedded_digits_match_their_checksum_and_shape() {
         assert_eq!(super::super::named::sha256_hex(DIGITS_NPZ), DIGITS_SHA256);
         let d = load_digits().unwrap();
-        assert_eq!((d.n_train(), d.n_test(), d.sample_shape.clone()), (1438, 359, vec![8, 8]));
+        assert_eq!(
+            (d.n_train(), d.n_test(), d.sample_shape.clone()),
+            (1438, 359, vec![8, 8])
+        );
         assert!(d.x_train.iter().all(|&v| (0.0..=1.0).contains(&v)));
         let all: Vec<u32> = d.y_train.iter().chain(&d.y_test).copied().collect();
-        assert_eq!(super::super::count_labels(&all, 10), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+        assert_eq!(
+            super::super::count_labels(&all, 10),
+            [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+        );
     }
 }

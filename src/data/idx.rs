@@ -77,7 +77,11 @@ pub fn parse_idx(bytes: &[u8], expected_magic: u32, path: &Path) -> Result<IdxAr
     if have != n {
         return Err(bad(format!(
             "IDX dimensions {dims:?} need {n} data bytes, the file has {have} ({})",
-            if have < n { "truncated" } else { "trailing bytes" }
+            if have < n {
+                "truncated"
+            } else {
+                "trailing bytes"
+            }
         )));
     }
     Ok(IdxArray {
@@ -93,13 +97,19 @@ pub fn read_images(path: &Path) -> Result<(Vec<f32>, usize, [usize; 2])> {
     images_from_bytes(&bytes, path)
 }
 
-pub(crate) fn images_from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<f32>, usize, [usize; 2])> {
+pub(crate) fn images_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<f32>, usize, [usize; 2])> {
     let a = parse_idx(bytes, IMAGES_MAGIC, path)?;
     let (n, h, w) = (a.dims[0], a.dims[1], a.dims[2]);
     if n == 0 || h == 0 || w == 0 {
         return Err(Error::bad_file(
             path,
-            format!("image dimensions {:?}: every dimension must be at least 1", a.dims),
+            format!(
+                "image dimensions {:?}: every dimension must be at least 1",
+                a.dims
+            ),
         ));
     }
     let pixels = a.data.iter().map(|&p| f32::from(p) / 255.0).collect();
@@ -173,7 +183,9 @@ pub(crate) fn dataset_from_bytes(
     if shape != shape_test {
         return Err(Error::bad_file(
             &files[2].0,
-            format!("test images are {shape_test:?}, the training images {shape:?}: they must match"),
+            format!(
+                "test images are {shape_test:?}, the training images {shape:?}: they must match"
+            ),
         ));
     }
     let n_classes = match &class_names {
@@ -235,11 +247,20 @@ mod tests {
     }
 
     fn write_dir(dir: &Path, n_train: usize, n_train_labels: usize, gz: bool) {
-        let img = |n: usize| encode_idx(&[n, 2, 3], &(0..n * 6).map(|i| (i * 40 % 256) as u8).collect::<Vec<_>>());
+        let img = |n: usize| {
+            encode_idx(
+                &[n, 2, 3],
+                &(0..n * 6).map(|i| (i * 40 % 256) as u8).collect::<Vec<_>>(),
+            )
+        };
         let lab = |n: usize| encode_idx(&[n], &(0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>());
         let contents = [img(n_train), lab(n_train_labels), img(2), lab(2)];
         for (stem, c) in STEMS.iter().zip(contents) {
-            let (name, c) = if gz { (format!("{stem}.gz"), gzip(&c)) } else { (stem.to_string(), c) };
+            let (name, c) = if gz {
+                (format!("{stem}.gz"), gzip(&c))
+            } else {
+                (stem.to_string(), c)
+            };
             std::fs::write(dir.join(name), c).unwrap();
         }
     }
@@ -263,14 +284,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_dir(dir.path(), 4, 3, true);
         let err = load_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("train-labels-idx1-ubyte.gz") && err.contains("3 labels"), "{err}");
+        assert!(
+            err.contains("train-labels-idx1-ubyte.gz") && err.contains("3 labels"),
+            "{err}"
+        );
     }
 
     #[test]
     fn idx_wrong_magic_is_an_error_naming_the_file() {
         let p = Path::new("labels-as-images.idx");
-        let err = parse_idx(&encode_idx(&[3], &[1, 2, 3]), IMAGES_MAGIC, p).unwrap_err().to_string();
-        assert!(err.contains("labels-as-images.idx") && err.contains("2049") && err.contains("2051"), "{err}");
+        let err = parse_idx(&encode_idx(&[3], &[1, 2, 3]), IMAGES_MAGIC, p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("labels-as-images.idx") && err.contains("2049") && err.contains("2051"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -287,14 +316,22 @@ mod tests {
     fn idx_truncated_data_is_an_error() {
         let mut b = encode_idx(&[2, 2, 2], &[1; 8]);
         b.pop();
-        let err = parse_idx(&b, IMAGES_MAGIC, Path::new("short.idx")).unwrap_err().to_string();
-        assert!(err.contains("short.idx") && err.contains("truncated"), "{err}");
+        let err = parse_idx(&b, IMAGES_MAGIC, Path::new("short.idx"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("short.idx") && err.contains("truncated"),
+            "{err}"
+        );
     }
 
     #[test]
     fn idx_missing_file_says_which_files_are_needed() {
         let dir = tempfile::tempdir().unwrap();
         let err = load_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("train-images-idx3-ubyte") && err.contains("not found"), "{err}");
+        assert!(
+            err.contains("train-images-idx3-ubyte") && err.contains("not found"),
+            "{err}"
+        );
     }
 }

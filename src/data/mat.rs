@@ -91,19 +91,29 @@ impl MatFile {
         if let Some((_, class)) = self.skipped.iter().find(|(n, _)| n == name) {
             return Err(Error::bad_file(
                 &self.path,
-                format!("variable `{name}` is a {class} array; only numeric matrices are supported"),
+                format!(
+                    "variable `{name}` is a {class} array; only numeric matrices are supported"
+                ),
             ));
         }
         let names: Vec<&str> = self.arrays.iter().map(|a| a.name.as_str()).collect();
         Err(Error::bad_file(
             &self.path,
-            format!("no variable `{name}`; numeric variables present: [{}]", names.join(", ")),
+            format!(
+                "no variable `{name}`; numeric variables present: [{}]",
+                names.join(", ")
+            ),
         ))
     }
 
     /// The 2-D variable `name`, checked to be `rows x cols` (either may be
     /// `None` for "any").
-    pub fn get_2d(&self, name: &str, rows: Option<usize>, cols: Option<usize>) -> Result<&MatArray> {
+    pub fn get_2d(
+        &self,
+        name: &str,
+        rows: Option<usize>,
+        cols: Option<usize>,
+    ) -> Result<&MatArray> {
         let a = self.get(name)?;
         let ok = a.dims.len() == 2
             && rows.is_none_or(|r| a.dims[0] == r)
@@ -182,13 +192,20 @@ impl Reader<'_> {
 
     fn u32_at(&self, b: &[u8]) -> u32 {
         let a: [u8; 4] = b[..4].try_into().expect("4 bytes");
-        if self.big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
+        if self.big {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
     }
 
     /// Reads one element tag at the start of `b` (`offset` is for messages).
     fn element<'b>(&self, b: &'b [u8], offset: usize) -> Result<Element<'b>> {
         if b.len() < 8 {
-            return Err(self.bad(offset, format!("truncated element tag ({} bytes left, 8 needed)", b.len())));
+            return Err(self.bad(
+                offset,
+                format!("truncated element tag ({} bytes left, 8 needed)", b.len()),
+            ));
         }
         let first = self.u32_at(b);
         if first >> 16 != 0 {
@@ -197,22 +214,43 @@ impl Reader<'_> {
             if n > 4 {
                 return Err(self.bad(offset, format!("small element of {n} bytes (at most 4)")));
             }
-            return Ok(Element { mi: first & 0xffff, data: &b[4..4 + n], consumed: 8 });
+            return Ok(Element {
+                mi: first & 0xffff,
+                data: &b[4..4 + n],
+                consumed: 8,
+            });
         }
         let n = self.u32_at(&b[4..]) as usize;
         if b.len() - 8 < n {
             return Err(self.bad(
                 offset,
-                format!("element of type {first} claims {n} bytes but only {} remain (truncated file)", b.len() - 8),
+                format!(
+                    "element of type {first} claims {n} bytes but only {} remain (truncated file)",
+                    b.len() - 8
+                ),
             ));
         }
         // Compressed elements are not padded; everything else is padded to 8.
-        let consumed = if first == MI_COMPRESSED { 8 + n } else { (8 + n).div_ceil(8) * 8 };
-        Ok(Element { mi: first, data: &b[8..8 + n], consumed: consumed.min(b.len()) })
+        let consumed = if first == MI_COMPRESSED {
+            8 + n
+        } else {
+            (8 + n).div_ceil(8) * 8
+        };
+        Ok(Element {
+            mi: first,
+            data: &b[8..8 + n],
+            consumed: consumed.min(b.len()),
+        })
     }
 
     /// Parses a sequence of top-level elements.
-    fn elements(&self, mut b: &[u8], mut offset: usize, file: &mut MatFile, top: bool) -> Result<()> {
+    fn elements(
+        &self,
+        mut b: &[u8],
+        mut offset: usize,
+        file: &mut MatFile,
+        top: bool,
+    ) -> Result<()> {
         while !b.is_empty() {
             let e = self.element(b, offset)?;
             match e.mi {
@@ -253,14 +291,29 @@ impl Reader<'_> {
         };
         let (mi, flags, at) = next("array flags")?;
         if mi != MI_UINT32 || flags.len() < 8 {
-            return Err(self.bad(at, format!("array flags of type {mi} and {} bytes, expected uint32 (6), 8 bytes", flags.len())));
+            return Err(self.bad(
+                at,
+                format!(
+                    "array flags of type {mi} and {} bytes, expected uint32 (6), 8 bytes",
+                    flags.len()
+                ),
+            ));
         }
         let class_code = (self.u32_at(flags) & 0xff) as u8;
         let (mi, dims_raw, at) = next("dimensions")?;
         if mi != MI_INT32 || dims_raw.len() % 4 != 0 || dims_raw.len() < 8 {
-            return Err(self.bad(at, format!("dimensions of type {mi} and {} bytes, expected int32 (5), at least 2 values", dims_raw.len())));
+            return Err(self.bad(
+                at,
+                format!(
+                    "dimensions of type {mi} and {} bytes, expected int32 (5), at least 2 values",
+                    dims_raw.len()
+                ),
+            ));
         }
-        let dims: Vec<usize> = dims_raw.chunks_exact(4).map(|c| self.u32_at(c) as usize).collect();
+        let dims: Vec<usize> = dims_raw
+            .chunks_exact(4)
+            .map(|c| self.u32_at(c) as usize)
+            .collect();
         let (mi, name_raw, at) = next("name")?;
         if mi != MI_INT8 && mi != MI_UINT8 {
             return Err(self.bad(at, format!("array name of type {mi}, expected int8 (1)")));
@@ -286,7 +339,12 @@ impl Reader<'_> {
                 "variable `{name}` has dimensions {dims:?} ({n} values) but its real part holds {}", data.len()
             )));
         }
-        file.arrays.push(MatArray { name, dims, class, data });
+        file.arrays.push(MatArray {
+            name,
+            dims,
+            class,
+            data,
+        });
         Ok(())
     }
 
@@ -295,12 +353,23 @@ impl Reader<'_> {
         macro_rules! conv {
             ($t:ty, $n:expr) => {{
                 if b.len() % $n != 0 {
-                    return Err(self.bad(at, format!("{} bytes of data is not a whole number of {}-byte values", b.len(), $n)));
+                    return Err(self.bad(
+                        at,
+                        format!(
+                            "{} bytes of data is not a whole number of {}-byte values",
+                            b.len(),
+                            $n
+                        ),
+                    ));
                 }
                 b.chunks_exact($n)
                     .map(|c| {
                         let a = c.try_into().expect("chunk");
-                        (if self.big { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
+                        (if self.big {
+                            <$t>::from_be_bytes(a)
+                        } else {
+                            <$t>::from_le_bytes(a)
+                        }) as f64
                     })
                     .collect()
             }};
@@ -316,7 +385,12 @@ impl Reader<'_> {
             MI_DOUBLE => conv!(f64, 8),
             MI_INT64 => conv!(i64, 8),
             MI_UINT64 => conv!(u64, 8),
-            other => return Err(self.bad(at, format!("numeric data of mi type {other}, expected one of 1-7, 9, 12, 13"))),
+            other => {
+                return Err(self.bad(
+                    at,
+                    format!("numeric data of mi type {other}, expected one of 1-7, 9, 12, 13"),
+                ));
+            }
         })
     }
 }
@@ -346,7 +420,9 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/data")
+            .join(name)
     }
 
     /// The values scipy.io.savemat wrote (see tests/fixtures/data/make_fixtures.py).
@@ -360,12 +436,21 @@ mod tests {
         assert_eq!(t.class, "uint8");
         assert_eq!(one_hot_columns(t, &f.path).unwrap(), vec![0, 1, 2, 1, 0]);
         let s = f.get("small").unwrap();
-        assert_eq!((s.class, s.dims.as_slice(), s.data.as_slice()), ("single", &[1usize, 1][..], &[2.5][..]));
+        assert_eq!(
+            (s.class, s.dims.as_slice(), s.data.as_slice()),
+            ("single", &[1usize, 1][..], &[2.5][..])
+        );
         let i = f.get("ints").unwrap();
-        assert_eq!((i.class, i.data.as_slice()), ("int16", &[-3.0, 7.0, 300.0][..]));
+        assert_eq!(
+            (i.class, i.data.as_slice()),
+            ("int16", &[-3.0, 7.0, 300.0][..])
+        );
         assert_eq!(f.get("vec").unwrap().data, vec![1.0, 2.0, 3.0, 4.0]);
         let err = f.get("nope").unwrap_err().to_string();
-        assert!(err.contains("no variable `nope`") && err.contains("a, "), "{err}");
+        assert!(
+            err.contains("no variable `nope`") && err.contains("a, "),
+            "{err}"
+        );
         let err = f.get("label").unwrap_err().to_string();
         assert!(err.contains("char"), "{err}");
     }
@@ -385,7 +470,9 @@ mod tests {
         for name in ["small_v5.mat", "small_v5_compressed.mat"] {
             let bytes = std::fs::read(fixture(name)).unwrap();
             for cut in [100, 140, bytes.len() - 5] {
-                let err = parse_mat(&bytes[..cut], Path::new("cut.mat")).unwrap_err().to_string();
+                let err = parse_mat(&bytes[..cut], Path::new("cut.mat"))
+                    .unwrap_err()
+                    .to_string();
                 assert!(err.starts_with("cut.mat: ") && !err.contains('\n'), "{err}");
             }
         }
@@ -393,7 +480,12 @@ mod tests {
 
     #[test]
     fn mat_not_a_mat_file_is_an_error() {
-        let err = parse_mat(&[b'x'; 200], Path::new("junk.mat")).unwrap_err().to_string();
-        assert!(err.contains("junk.mat") && err.contains("endian indicator"), "{err}");
+        let err = parse_mat(&[b'x'; 200], Path::new("junk.mat"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("junk.mat") && err.contains("endian indicator"),
+            "{err}"
+        );
     }
 }

@@ -224,8 +224,11 @@ pub fn count_labels(labels: &[u32], n_classes: usize) -> Vec<usize> {
 /// The data directory: `cli` (from `--data-dir`) if given, else the
 /// `MEMKIN_DATA` environment variable, else `None`.
 pub fn data_dir(cli: Option<&Path>) -> Option<PathBuf> {
-    cli.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+    cli.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(DATA_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// Loads a dataset. `spec` is a name (`mnist`, `wmms`, `sitw`, `modelnet10`,
@@ -252,7 +255,11 @@ pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<Dataset> {
     } else if lower.ends_with(".csv") {
         csv::load_csv(path)
     } else {
-        Err(Error::invalid("dataset", spec, format!("unsupported file type; expected {formats}")))
+        Err(Error::invalid(
+            "dataset",
+            spec,
+            format!("unsupported file type; expected {formats}"),
+        ))
     }
 }
 
@@ -291,7 +298,10 @@ pub(crate) fn check_labels(labels: &[u32], n_classes: usize, path: &Path) -> Res
     match labels.iter().position(|&l| l as usize >= n_classes) {
         Some(i) => Err(Error::bad_file(
             path,
-            format!("label {} at index {i} is out of range: expected 0..{n_classes}", labels[i]),
+            format!(
+                "label {} at index {i} is out of range: expected 0..{n_classes}",
+                labels[i]
+            ),
         )),
         None => Ok(()),
     }
@@ -304,7 +314,17 @@ mod tests {
     fn toy() -> Dataset {
         let y: Vec<u32> = (0..40).map(|i| i % 4).collect();
         let x: Vec<f32> = (0..80).map(|i| i as f32).collect();
-        Dataset::split_all("toy", &x, &y, None, vec![2], (0..4).map(|c| c.to_string()).collect(), 0.25, 3).unwrap()
+        Dataset::split_all(
+            "toy",
+            &x,
+            &y,
+            None,
+            vec![2],
+            (0..4).map(|c| c.to_string()).collect(),
+            0.25,
+            3,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -313,7 +333,9 @@ mod tests {
         let r = d.resplit(0.5, 9).unwrap();
         assert_eq!((r.n_train(), r.n_test()), (20, 20));
         assert_eq!(r.class_counts(), (vec![5; 4], vec![5; 4]));
-        let mut firsts: Vec<f32> = (0..20).flat_map(|i| [r.train_sample(i)[0], r.test_sample(i)[0]]).collect();
+        let mut firsts: Vec<f32> = (0..20)
+            .flat_map(|i| [r.train_sample(i)[0], r.test_sample(i)[0]])
+            .collect();
         firsts.sort_by(f32::total_cmp);
         assert_eq!(firsts, (0..40).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
         for i in 0..20 {
@@ -334,7 +356,10 @@ mod tests {
     #[test]
     fn load_unknown_spec_says_what_is_accepted() {
         let err = load("no-such-dataset", None).unwrap_err().to_string();
-        assert!(err.contains("no-such-dataset") && err.contains("mnist, wmms"), "{err}");
+        assert!(
+            err.contains("no-such-dataset") && err.contains("mnist, wmms"),
+            "{err}"
+        );
     }
 
     #[test]

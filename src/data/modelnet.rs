@@ -27,15 +27,26 @@ pub fn read_class(path: &Path, drop_first: bool) -> Result<(Vec<f32>, usize, [us
     let mut n = shape[0];
     if drop_first {
         if n < 2 {
-            return Err(Error::bad_file(path, format!("{n} rows: need the placeholder row 0 and at least one object")));
+            return Err(Error::bad_file(
+                path,
+                format!("{n} rows: need the placeholder row 0 and at least one object"),
+            ));
         }
         v.drain(..per);
         n -= 1;
     }
-    if let Some(i) = v.iter().position(|x| !x.is_finite() || !(0.0..=1.0).contains(x)) {
+    if let Some(i) = v
+        .iter()
+        .position(|x| !x.is_finite() || !(0.0..=1.0).contains(x))
+    {
         return Err(Error::bad_file(
             path,
-            format!("voxel value {} at object {}, flat index {}: occupancies must be in [0, 1]", v[i], i / per, i % per),
+            format!(
+                "voxel value {} at object {}, flat index {}: occupancies must be in [0, 1]",
+                v[i],
+                i / per,
+                i % per
+            ),
         ));
     }
     Ok((v, n, grid))

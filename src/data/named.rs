@@ -12,17 +12,50 @@ use crate::{Error, Result};
 
 /// Every file of the data directory with its sha256, as `(folder/file, hex)`.
 pub const CHECKSUMS: [(&str, &str); 11] = [
-    ("agnews/test.csv", "521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699"),
-    ("mnist/t10k-images-idx3-ubyte.gz", "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b"),
-    ("mnist/t10k-labels-idx1-ubyte.gz", "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c"),
-    ("mnist/train-images-idx3-ubyte.gz", "db8f937d487057fb14a9f0fbe97f0bc8d311ab41b750d41e1ff37c43b9e55e19"),
-    ("mnist/train-labels-idx1-ubyte.gz", "ec02e7948609e5754d47881c09b8afdd8dfa60600b9e5388c8c54a67069ec772"),
-    ("modelnet10/chair.npy.gz", "cb33b51e8a5d65db881783fa19016d88e356ca33a7ca419e139520d086e38b69"),
-    ("modelnet10/monitor.npy.gz", "c7b5028678ce848ec98ca5d36a8a1f1786420de119b0532f53972ac093d08230"),
-    ("sitw/speaker_no_fft_norm_128_1250.mat", "164f357fb04ae727a70c4fb1da3bc08cbbbe4186c1cd75fa79d8b5f10830e860"),
-    ("sitw/targets_no_fft_norm_128_1250.mat", "39d45216ca7d5ad2835ae1f4656fcb85834d06770cd58d546f815c018c17f23a"),
-    ("wmms/WhaleSong_Raw_1Dconv.mat", "85ea17b4f594d73187edd48e131a8cd44a5be78585762706123619e191bb6ac3"),
-    ("wmms/WhaleSong_no_fft_abs_mean_64.mat", "acd6edbcb31ff65710aa1b4128950cfd0f52305719ad88f77c0c3cc8d656e510"),
+    (
+        "agnews/test.csv",
+        "521465c2428ed7f02f8d6db6ffdd4b5447c1c701962353eb2c40d548c3c85699",
+    ),
+    (
+        "mnist/t10k-images-idx3-ubyte.gz",
+        "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
+    ),
+    (
+        "mnist/t10k-labels-idx1-ubyte.gz",
+        "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
+    ),
+    (
+        "mnist/train-images-idx3-ubyte.gz",
+        "db8f937d487057fb14a9f0fbe97f0bc8d311ab41b750d41e1ff37c43b9e55e19",
+    ),
+    (
+        "mnist/train-labels-idx1-ubyte.gz",
+        "ec02e7948609e5754d47881c09b8afdd8dfa60600b9e5388c8c54a67069ec772",
+    ),
+    (
+        "modelnet10/chair.npy.gz",
+        "cb33b51e8a5d65db881783fa19016d88e356ca33a7ca419e139520d086e38b69",
+    ),
+    (
+        "modelnet10/monitor.npy.gz",
+        "c7b5028678ce848ec98ca5d36a8a1f1786420de119b0532f53972ac093d08230",
+    ),
+    (
+        "sitw/speaker_no_fft_norm_128_1250.mat",
+        "164f357fb04ae727a70c4fb1da3bc08cbbbe4186c1cd75fa79d8b5f10830e860",
+    ),
+    (
+        "sitw/targets_no_fft_norm_128_1250.mat",
+        "39d45216ca7d5ad2835ae1f4656fcb85834d06770cd58d546f815c018c17f23a",
+    ),
+    (
+        "wmms/WhaleSong_Raw_1Dconv.mat",
+        "85ea17b4f594d73187edd48e131a8cd44a5be78585762706123619e191bb6ac3",
+    ),
+    (
+        "wmms/WhaleSong_no_fft_abs_mean_64.mat",
+        "acd6edbcb31ff65710aa1b4128950cfd0f52305719ad88f77c0c3cc8d656e510",
+    ),
 ];
 
 /// The datasets `load` knows by name.
@@ -43,7 +76,13 @@ pub enum NamedDataset {
 
 impl NamedDataset {
     /// All named datasets.
-    pub const ALL: [NamedDataset; 5] = [Self::Mnist, Self::Wmms, Self::Sitw, Self::Modelnet10, Self::Digits];
+    pub const ALL: [NamedDataset; 5] = [
+        Self::Mnist,
+        Self::Wmms,
+        Self::Sitw,
+        Self::Modelnet10,
+        Self::Digits,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -76,7 +115,10 @@ impl NamedDataset {
                 "mnist/t10k-labels-idx1-ubyte.gz",
             ],
             Self::Wmms => &["wmms/WhaleSong_no_fft_abs_mean_64.mat"],
-            Self::Sitw => &["sitw/speaker_no_fft_norm_128_1250.mat", "sitw/targets_no_fft_norm_128_1250.mat"],
+            Self::Sitw => &[
+                "sitw/speaker_no_fft_norm_128_1250.mat",
+                "sitw/targets_no_fft_norm_128_1250.mat",
+            ],
             Self::Modelnet10 => &["modelnet10/chair.npy.gz", "modelnet10/monitor.npy.gz"],
             Self::Digits => &[],
         }
@@ -85,10 +127,18 @@ impl NamedDataset {
     /// How to obtain the dataset (for "not found" messages).
     pub fn how_to_obtain(self) -> &'static str {
         match self {
-            Self::Mnist => "the four standard MNIST IDX files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (yann.lecun.com/exdb/mnist or any mirror) go in <data dir>/mnist/",
-            Self::Wmms => "the authors' preprocessed Watkins whale file WhaleSong_no_fft_abs_mean_64.mat goes in <data dir>/wmms/",
-            Self::Sitw => "the authors' preprocessed SITW files speaker_no_fft_norm_128_1250.mat and targets_no_fft_norm_128_1250.mat go in <data dir>/sitw/",
-            Self::Modelnet10 => "the voxelised ModelNet10 files chair.npy.gz and monitor.npy.gz go in <data dir>/modelnet10/",
+            Self::Mnist => {
+                "the four standard MNIST IDX files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (yann.lecun.com/exdb/mnist or any mirror) go in <data dir>/mnist/"
+            }
+            Self::Wmms => {
+                "the authors' preprocessed Watkins whale file WhaleSong_no_fft_abs_mean_64.mat goes in <data dir>/wmms/"
+            }
+            Self::Sitw => {
+                "the authors' preprocessed SITW files speaker_no_fft_norm_128_1250.mat and targets_no_fft_norm_128_1250.mat go in <data dir>/sitw/"
+            }
+            Self::Modelnet10 => {
+                "the voxelised ModelNet10 files chair.npy.gz and monitor.npy.gz go in <data dir>/modelnet10/"
+            }
             Self::Digits => "embedded in the binary",
         }
     }
@@ -101,7 +151,11 @@ impl NamedDataset {
             Self::Mnist => {
                 let f = |i: usize| read_verified(self, self.files()[i], data_dir);
                 let files = [f(0)?, f(1)?, f(2)?, f(3)?];
-                idx::dataset_from_bytes("mnist", &files, Some((0..10).map(|c| c.to_string()).collect()))
+                idx::dataset_from_bytes(
+                    "mnist",
+                    &files,
+                    Some((0..10).map(|c| c.to_string()).collect()),
+                )
             }
             Self::Wmms => {
                 let (path, bytes) = read_verified(self, self.files()[0], data_dir)?;
@@ -113,7 +167,9 @@ impl NamedDataset {
                 let x: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
                 // Class order as listed in the dataset README (alphabetical);
                 // the one-hot rows are not labelled in the file itself.
-                let names = ["blue", "dwarf", "fin", "humpback"].map(String::from).to_vec();
+                let names = ["blue", "dwarf", "fin", "humpback"]
+                    .map(String::from)
+                    .to_vec();
                 Dataset::split_all("wmms", &x, &y, None, vec![64], names, 0.2, SPLIT_SEED)
             }
             Self::Sitw => {
@@ -136,7 +192,13 @@ impl NamedDataset {
                     let path = verified_path(self, rel, data_dir)?;
                     let (v, n, grid) = modelnet::read_class(&path, true)?;
                     if grid0.is_some_and(|g| g != grid) {
-                        return Err(Error::bad_file(&path, format!("voxel grid {grid:?} differs from the first class's {:?}", grid0.unwrap_or(grid))));
+                        return Err(Error::bad_file(
+                            &path,
+                            format!(
+                                "voxel grid {grid:?} differs from the first class's {:?}",
+                                grid0.unwrap_or(grid)
+                            ),
+                        ));
                     }
                     grid0 = Some(grid);
                     x.extend_from_slice(&v);
@@ -145,7 +207,16 @@ impl NamedDataset {
                 let groups: Vec<u32> = (0..y.len() as u32).collect();
                 let names = vec!["chair".to_string(), "monitor".to_string()];
                 let grid = grid0.expect("two class files").to_vec();
-                Dataset::split_all("modelnet10", &x, &y, Some(&groups), grid, names, 0.2, SPLIT_SEED)
+                Dataset::split_all(
+                    "modelnet10",
+                    &x,
+                    &y,
+                    Some(&groups),
+                    grid,
+                    names,
+                    0.2,
+                    SPLIT_SEED,
+                )
             }
         }
     }
@@ -153,7 +224,10 @@ impl NamedDataset {
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The expected sha256 of a data-directory file.
@@ -186,7 +260,11 @@ fn not_found(ds: NamedDataset, rel: &str, data_dir: Option<&Path>) -> Error {
 }
 
 /// Reads `rel` under the data directory and checks its sha256.
-fn read_verified(ds: NamedDataset, rel: &str, data_dir: Option<&Path>) -> Result<(PathBuf, Vec<u8>)> {
+fn read_verified(
+    ds: NamedDataset,
+    rel: &str,
+    data_dir: Option<&Path>,
+) -> Result<(PathBuf, Vec<u8>)> {
     let path = data_dir.ok_or_else(|| not_found(ds, rel, None))?.join(rel);
     if !path.is_file() {
         return Err(not_found(ds, rel, data_dir));
@@ -202,12 +280,16 @@ fn verified_path(ds: NamedDataset, rel: &str, data_dir: Option<&Path>) -> Result
 }
 
 fn verify(path: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
-    let Some(expected) = expected_sha256(rel) else { return Ok(()) };
+    let Some(expected) = expected_sha256(rel) else {
+        return Ok(());
+    };
     let actual = sha256_hex(bytes);
     if actual != expected {
         return Err(Error::bad_file(
             path,
-            format!("sha256 mismatch: expected {expected}, got {actual} (a corrupt or different file; fetch it again)"),
+            format!(
+                "sha256 mismatch: expected {expected}, got {actual} (a corrupt or different file; fetch it again)"
+            ),
         ));
     }
     Ok(())
@@ -294,15 +376,13 @@ fn status(data_dir: Option<&Path>, hash: bool) -> Vec<DatasetStatus> {
                 files.push((rel.to_string(), ok));
             }
             if data_dir.is_none() {
-                problems.push(format!("no data directory: set {} or pass --data-dir", super::DATA_ENV));
+                problems.push(format!(
+                    "no data directory: set {} or pass --data-dir",
+                    super::DATA_ENV
+                ));
             }
-            let verified = if !hash {
-                None
-            } else if data_dir.is_none() {
-                None
-            } else {
-                Some(all_present && files.iter().all(|(_, ok)| *ok == Some(true)))
-            };
+            let verified = (hash && data_dir.is_some())
+                .then(|| all_present && files.iter().all(|(_, ok)| *ok == Some(true)));
             DatasetStatus {
                 name: folder.to_string(),
                 path: data_dir.map_or_else(|| PathBuf::from(folder), |d| d.join(folder)),
@@ -311,7 +391,12 @@ fn status(data_dir: Option<&Path>, hash: bool) -> Vec<DatasetStatus> {
                 files,
                 loadable: ds.is_some(),
                 problems,
-                hint: ds.map_or("AG News test split test.csv goes in <data dir>/agnews/ (no loader yet)", |d| d.how_to_obtain()).to_string(),
+                hint: ds
+                    .map_or(
+                        "AG News test split test.csv goes in <data dir>/agnews/ (no loader yet)",
+                        |d| d.how_to_obtain(),
+                    )
+                    .to_string(),
             }
         })
         .collect();
@@ -323,7 +408,11 @@ fn status(data_dir: Option<&Path>, hash: bool) -> Vec<DatasetStatus> {
         verified: hash.then_some(ok),
         files: vec![("datasets/digits.npz".into(), hash.then_some(ok))],
         loadable: true,
-        problems: if ok { vec![] } else { vec!["embedded digits.npz: sha256 mismatch".into()] },
+        problems: if ok {
+            vec![]
+        } else {
+            vec!["embedded digits.npz: sha256 mismatch".into()]
+        },
         hint: NamedDataset::Digits.how_to_obtain().into(),
     });
     out
@@ -349,23 +438,44 @@ mod tests {
         let err = NamedDataset::Mnist.load(Some(dir.path())).unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }));
         let msg = err.to_string();
-        assert!(msg.contains("train-images-idx3-ubyte.gz") && msg.contains("MEMKIN_DATA") && !msg.contains('\n'), "{msg}");
+        assert!(
+            msg.contains("train-images-idx3-ubyte.gz")
+                && msg.contains("MEMKIN_DATA")
+                && !msg.contains('\n'),
+            "{msg}"
+        );
         let msg = NamedDataset::Sitw.load(None).unwrap_err().to_string();
-        assert!(msg.contains("no data directory") && msg.contains("--data-dir"), "{msg}");
+        assert!(
+            msg.contains("no data directory") && msg.contains("--data-dir"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn checksum_mismatch_names_file_and_both_hashes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("wmms")).unwrap();
-        std::fs::write(dir.path().join("wmms/WhaleSong_no_fft_abs_mean_64.mat"), b"not it").unwrap();
-        let msg = NamedDataset::Wmms.load(Some(dir.path())).unwrap_err().to_string();
-        assert!(msg.contains("WhaleSong_no_fft_abs_mean_64.mat: sha256 mismatch: expected acd6edbc"), "{msg}");
+        std::fs::write(
+            dir.path().join("wmms/WhaleSong_no_fft_abs_mean_64.mat"),
+            b"not it",
+        )
+        .unwrap();
+        let msg = NamedDataset::Wmms
+            .load(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("WhaleSong_no_fft_abs_mean_64.mat: sha256 mismatch: expected acd6edbc"),
+            "{msg}"
+        );
         assert!(msg.contains(&sha256_hex(b"not it")), "{msg}");
         let st = check(Some(dir.path()));
         let w = st.iter().find(|s| s.name == "wmms").unwrap();
         assert_eq!((w.present, w.verified), (false, Some(false)));
-        assert!(w.files.contains(&("wmms/WhaleSong_no_fft_abs_mean_64.mat".into(), Some(false))));
+        assert!(
+            w.files
+                .contains(&("wmms/WhaleSong_no_fft_abs_mean_64.mat".into(), Some(false)))
+        );
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
         Elements::Float(v) => Ok((v, a.shape)),
         Elements::Int(_) => Err(Error::bad_file(
             path,
-            format!("dtype {} is an integer type, expected float32 or float64", a.descr),
+            format!(
+                "dtype {} is an integer type, expected float32 or float64",
+                a.descr
+            ),
         )),
     }
 }
@@ -69,12 +72,16 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
 pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
     let bad = |msg: String| Error::bad_file(path, msg);
     let read_err = |e: std::io::Error, what: &str| {
-        bad(format!("truncated or corrupt file while reading the {what}: {e}"))
+        bad(format!(
+            "truncated or corrupt file while reading the {what}: {e}"
+        ))
     };
     let mut pre = [0u8; 8];
     r.read_exact(&mut pre).map_err(|e| read_err(e, "header"))?;
     if &pre[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file (missing the \\x93NUMPY magic string)".into()));
+        return Err(bad(
+            "not a .npy file (missing the \\x93NUMPY magic string)".into()
+        ));
     }
     let header_len = match pre[6] {
         1 => {
@@ -87,20 +94,33 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
             r.read_exact(&mut l).map_err(|e| read_err(e, "header"))?;
             u32::from_le_bytes(l) as usize
         }
-        v => return Err(bad(format!(".npy format version {v}.{}, expected 1.0, 2.0 or 3.0", pre[7]))),
+        v => {
+            return Err(bad(format!(
+                ".npy format version {v}.{}, expected 1.0, 2.0 or 3.0",
+                pre[7]
+            )));
+        }
     };
     if header_len > 1 << 20 {
-        return Err(bad(format!("header length {header_len} is implausible (at most 1 MiB)")));
+        return Err(bad(format!(
+            "header length {header_len} is implausible (at most 1 MiB)"
+        )));
     }
     let mut header = vec![0u8; header_len];
-    r.read_exact(&mut header).map_err(|e| read_err(e, "header"))?;
+    r.read_exact(&mut header)
+        .map_err(|e| read_err(e, "header"))?;
     let header = String::from_utf8_lossy(&header);
-    let (descr, fortran, shape) = parse_header(&header).map_err(|m| bad(format!("{m} in header {}", header.trim())))?;
+    let (descr, fortran, shape) =
+        parse_header(&header).map_err(|m| bad(format!("{m} in header {}", header.trim())))?;
     let n: usize = shape.iter().product();
     let little = match descr.as_bytes().first() {
         Some(b'<' | b'|' | b'=') => true,
         Some(b'>') => false,
-        _ => return Err(bad(format!("dtype {descr}: expected a byte-order prefix <, > or |"))),
+        _ => {
+            return Err(bad(format!(
+                "dtype {descr}: expected a byte-order prefix <, > or |"
+            )));
+        }
     };
     let kind = &descr[1..];
     let size: usize = kind.get(1..).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -117,7 +137,11 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
     let signed = kind.starts_with('i');
     let mut floats = Vec::new();
     let mut ints = Vec::new();
-    if is_float { floats.reserve_exact(n) } else { ints.reserve_exact(n) }
+    if is_float {
+        floats.reserve_exact(n)
+    } else {
+        ints.reserve_exact(n)
+    }
     let mut buf = vec![0u8; (1 << 16) / size * size];
     let mut left = n;
     while left > 0 {
@@ -130,7 +154,12 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
         })?;
         for c in buf[..take].chunks_exact(size) {
             let mut b = [0u8; 8];
-            if little { b[..size].copy_from_slice(c) } else { b[..size].copy_from_slice(c); b[..size].reverse() }
+            if little {
+                b[..size].copy_from_slice(c)
+            } else {
+                b[..size].copy_from_slice(c);
+                b[..size].reverse()
+            }
             if is_float {
                 floats.push(match size {
                     2 => f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
@@ -151,7 +180,11 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
         }
         left -= take / size;
     }
-    let elements = if is_float { Elements::Float(floats) } else { Elements::Int(ints) };
+    let elements = if is_float {
+        Elements::Float(floats)
+    } else {
+        Elements::Int(ints)
+    };
     let elements = if fortran && shape.len() > 1 {
         match elements {
             Elements::Float(v) => Elements::Float(fortran_to_c(&v, &shape)),
@@ -160,7 +193,11 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
     } else {
         elements
     };
-    Ok(NpyArray { shape, descr, elements })
+    Ok(NpyArray {
+        shape,
+        descr,
+        elements,
+    })
 }
 
 /// Reorders column-major data of `shape` into row-major order.
@@ -200,7 +237,10 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
         let k = format!("'{key}'");
         let i = h.find(&k).ok_or_else(|| format!("missing key {k}"))?;
         let rest = &h[i + k.len()..];
-        let rest = rest.trim_start().strip_prefix(':').ok_or_else(|| format!("no ':' after {k}"))?;
+        let rest = rest
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or_else(|| format!("no ':' after {k}"))?;
         Ok(rest.trim_start())
     };
     let d = value_after("descr")?;
@@ -219,7 +259,11 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| t.trim_end_matches('L').parse::<usize>().map_err(|_| format!("shape entry {t:?} is not a size")))
+        .map(|t| {
+            t.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| format!("shape entry {t:?} is not a size"))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok((descr, fortran, shape))
 }
@@ -251,7 +295,10 @@ fn npz_floats<R: std::io::Read + std::io::Seek>(
         let shape = a.shape().to_vec();
         return Ok((a.iter().map(|&v| v as f32).collect(), shape));
     }
-    Err(Error::bad_file(path, format!("array `{name}` has an unsupported dtype, expected float32 or float64")))
+    Err(Error::bad_file(
+        path,
+        format!("array `{name}` has an unsupported dtype, expected float32 or float64"),
+    ))
 }
 
 /// Reads integer labels `name` (any integer dtype) from an npz, as i64.
@@ -274,7 +321,9 @@ fn npz_labels<R: std::io::Read + std::io::Seek>(
     try_int!(i64, i32, i16, i8, u8, u16, u32, u64);
     Err(Error::bad_file(
         path,
-        format!("array `{name}` has an unsupported dtype, expected an integer type (int8..int64, uint8..uint64)"),
+        format!(
+            "array `{name}` has an unsupported dtype, expected an integer type (int8..int64, uint8..uint64)"
+        ),
     ))
 }
 
@@ -290,7 +339,10 @@ pub(crate) fn labels_to_u32(labels: &[i64], field: &str, path: &Path) -> Result<
                 .ok_or_else(|| {
                     Error::bad_file(
                         path,
-                        format!("{field}[{i}] = {l}: labels must be integers in 0..{}", super::MAX_CLASSES),
+                        format!(
+                            "{field}[{i}] = {l}: labels must be integers in 0..{}",
+                            super::MAX_CLASSES
+                        ),
                     )
                 })
         })
@@ -302,7 +354,12 @@ pub(crate) fn labels_to_u32(labels: &[i64], field: &str, path: &Path) -> Result<
 /// f64; labels of any integer dtype, in `0..n_classes`).
 pub fn load_npz(path: &Path) -> Result<Dataset> {
     let bytes = read_file(path)?;
-    npz_dataset_from_bytes(&bytes, path, &["x_train", "y_train", "x_test", "y_test"], None)
+    npz_dataset_from_bytes(
+        &bytes,
+        path,
+        &["x_train", "y_train", "x_test", "y_test"],
+        None,
+    )
 }
 
 /// Builds a dataset from npz bytes with the four arrays named in `names`
@@ -316,12 +373,17 @@ pub(crate) fn npz_dataset_from_bytes(
 ) -> Result<Dataset> {
     let mut npz = NpzReader::new(std::io::Cursor::new(bytes))
         .map_err(|e| Error::bad_file(path, format!("not a readable .npz (zip) file: {e}")))?;
-    let present = npz.names().map_err(|e| Error::bad_file(path, format!("unreadable .npz directory: {e}")))?;
+    let present = npz
+        .names()
+        .map_err(|e| Error::bad_file(path, format!("unreadable .npz directory: {e}")))?;
     for &n in names.iter().filter(|n| !n.is_empty()) {
         if !present.iter().any(|p| p == n) {
             return Err(Error::bad_file(
                 path,
-                format!("missing array `{n}`; the file has [{}], expected x_train, y_train, x_test, y_test", present.join(", ")),
+                format!(
+                    "missing array `{n}`; the file has [{}], expected x_train, y_train, x_test, y_test",
+                    present.join(", ")
+                ),
             ));
         }
     }
@@ -336,23 +398,49 @@ pub(crate) fn npz_dataset_from_bytes(
     if !(2..=4).contains(&shape_train.len()) {
         return Err(Error::bad_file(
             path,
-            format!("`{}` has shape {shape_train:?}, expected [N, T], [N, C, T], [N, H, W] or [N, D, H, W]", names[0]),
+            format!(
+                "`{}` has shape {shape_train:?}, expected [N, T], [N, C, T], [N, H, W] or [N, D, H, W]",
+                names[0]
+            ),
         ));
     }
     if shape_train[1..] != shape_test[1..] {
         return Err(Error::bad_file(
             path,
-            format!("`{}` has samples of shape {:?} but `{}` {:?}: they must match", names[0], &shape_train[1..], names[2], &shape_test[1..]),
+            format!(
+                "`{}` has samples of shape {:?} but `{}` {:?}: they must match",
+                names[0],
+                &shape_train[1..],
+                names[2],
+                &shape_test[1..]
+            ),
         ));
     }
-    for (xn, shape, yn, y) in [(names[0], &shape_train, names[1], &y_train), (names[2], &shape_test, names[3], &y_test)] {
+    for (xn, shape, yn, y) in [
+        (names[0], &shape_train, names[1], &y_train),
+        (names[2], &shape_test, names[3], &y_test),
+    ] {
         if !xn.is_empty() && shape[0] != y.len() {
-            return Err(Error::bad_file(path, format!("`{xn}` has {} samples but `{yn}` has {} labels: the counts must match", shape[0], y.len())));
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "`{xn}` has {} samples but `{yn}` has {} labels: the counts must match",
+                    shape[0],
+                    y.len()
+                ),
+            ));
         }
     }
     if let Some(i) = x_train.iter().chain(&x_test).position(|v| !v.is_finite()) {
-        let (name, i) = if i < x_train.len() { (names[0], i) } else { (names[2], i - x_train.len()) };
-        return Err(Error::bad_file(path, format!("`{name}` flat index {i} is not finite: features must be finite numbers")));
+        let (name, i) = if i < x_train.len() {
+            (names[0], i)
+        } else {
+            (names[2], i - x_train.len())
+        };
+        return Err(Error::bad_file(
+            path,
+            format!("`{name}` flat index {i} is not finite: features must be finite numbers"),
+        ));
     }
     let y_train = labels_to_u32(&y_train, names[1], path)?;
     let y_test = labels_to_u32(&y_test, names[3], path)?;
@@ -362,7 +450,9 @@ pub(crate) fn npz_dataset_from_bytes(
     );
     check_labels(&y_train, n_classes, path)?;
     check_labels(&y_test, n_classes, path)?;
-    let name = path.file_stem().map_or_else(|| "npz".into(), |s| s.to_string_lossy().into_owned());
+    let name = path
+        .file_stem()
+        .map_or_else(|| "npz".into(), |s| s.to_string_lossy().into_owned());
     Ok(Dataset {
         name,
         x_train,
@@ -383,7 +473,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/data")
+            .join(name)
     }
 
     #[test]
@@ -398,11 +490,17 @@ mod tests {
 
     #[test]
     fn npy_wrong_dtype_is_a_one_line_bad_file() {
-        for (f, want) in [("int32.npy", "integer type"), ("strings.npy", "not supported")] {
+        for (f, want) in [
+            ("int32.npy", "integer type"),
+            ("strings.npy", "not supported"),
+        ] {
             let err = read_npy_f32(&fixture(f)).unwrap_err();
             assert!(matches!(err, Error::BadFile { .. }));
             let msg = err.to_string();
-            assert!(msg.contains(f) && msg.contains(want) && !msg.contains('\n'), "{msg}");
+            assert!(
+                msg.contains(f) && msg.contains(want) && !msg.contains('\n'),
+                "{msg}"
+            );
         }
     }
 
@@ -413,7 +511,10 @@ mod tests {
         let p = dir.path().join("cut.npy");
         std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
         let err = read_npy_f32(&p).unwrap_err().to_string();
-        assert!(err.contains("cut.npy") && err.contains("before the 6 values"), "{err}");
+        assert!(
+            err.contains("cut.npy") && err.contains("before the 6 values"),
+            "{err}"
+        );
         let p = dir.path().join("x.npy.gz");
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut e, &bytes).unwrap();
@@ -421,7 +522,12 @@ mod tests {
         std::fs::write(&p, &gz).unwrap();
         assert_eq!(read_npy_f32(&p).unwrap().1, vec![2, 3]);
         std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
-        assert!(read_npy_f32(&p).unwrap_err().to_string().contains("x.npy.gz"));
+        assert!(
+            read_npy_f32(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("x.npy.gz")
+        );
         let p = dir.path().join("junk.npy");
         std::fs::write(&p, b"hello world").unwrap();
         assert!(read_npy_f32(&p).unwrap_err().to_string().contains("magic"));
@@ -438,7 +544,10 @@ mod tests {
     #[test]
     fn npz_from_numpy_reads_f64_features_and_int64_labels() {
         let d = load_npz(&fixture("tiny.npz")).unwrap();
-        assert_eq!((d.n_train(), d.n_test(), d.sample_shape.clone(), d.n_classes), (6, 3, vec![2, 3], 3));
+        assert_eq!(
+            (d.n_train(), d.n_test(), d.sample_shape.clone(), d.n_classes),
+            (6, 3, vec![2, 3], 3)
+        );
         assert_eq!(d.y_test, vec![2, 1, 0]);
         let d = load_npz(&fixture("tiny_f32_u8.npz")).unwrap();
         assert_eq!(d.x_train[..3], [0.0, 0.125, 0.25]);
@@ -451,11 +560,13 @@ mod tests {
         let p = dir.path().join("rt.npz");
         let write = |y_train: ndarray::Array1<i32>| {
             let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&p).unwrap());
-            let x = ndarray::Array2::<f32>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32 / 12.0);
+            let x =
+                ndarray::Array2::<f32>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32 / 12.0);
             w.add_array("x_train", &x).unwrap();
             w.add_array("y_train", &y_train).unwrap();
             w.add_array("x_test", &x).unwrap();
-            w.add_array("y_test", &ndarray::arr1(&[0i32, 1, 1])).unwrap();
+            w.add_array("y_test", &ndarray::arr1(&[0i32, 1, 1]))
+                .unwrap();
             w.finish().unwrap();
         };
         write(ndarray::arr1(&[0, 1, 0]));
@@ -464,9 +575,15 @@ mod tests {
         assert_eq!(d.sample_shape, vec![4]);
         write(ndarray::arr1(&[0, -1, 0]));
         let err = load_npz(&p).unwrap_err().to_string();
-        assert!(err.contains("rt.npz") && err.contains("y_train[1] = -1") && err.contains("0.."), "{err}");
+        assert!(
+            err.contains("rt.npz") && err.contains("y_train[1] = -1") && err.contains("0.."),
+            "{err}"
+        );
         write(ndarray::arr1(&[0, 1]));
         let err = load_npz(&p).unwrap_err().to_string();
-        assert!(err.contains("3 samples") && err.contains("2 labels"), "{err}");
+        assert!(
+            err.contains("3 samples") && err.contains("2 labels"),
+            "{err}"
+        );
     }
 }

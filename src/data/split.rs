@@ -110,10 +110,7 @@ pub fn stratified_split(
             return Err(Error::invalid(
                 format!("label of sample {i} (group {gid})"),
                 label,
-                format!(
-                    "the label {} shared by every sample of the group",
-                    entry.0
-                ),
+                format!("the label {} shared by every sample of the group", entry.0),
             ));
         }
         entry.1.push(i);
@@ -200,6 +197,9 @@ mod tests {
     #[test]
     fn split_rejects_fraction_outside_unit_interval() {
         let err = stratified_split(&[0, 1], None, 1.5, 0).unwrap_err();
-        assert!(err.to_string().contains("strictly between 0 and 1"), "{err}");
+        assert!(
+            err.to_string().contains("strictly between 0 and 1"),
+            "{err}"
+        );
     }
 }
