@@ -72,7 +72,11 @@ pub fn parse_idx(bytes: &[u8], expected_magic: u32, path: &Path) -> Result<IdxAr
             u32::from_be_bytes(bytes[o..o + 4].try_into().expect("4 bytes")) as usize
         })
         .collect();
-    let n: usize = dims.iter().product();
+    let n = super::checked_len(&dims).ok_or_else(|| {
+        bad(format!(
+            "IDX dimensions {dims:?} overflow: a corrupt header"
+        ))
+    })?;
     let have = bytes.len() - header;
     if have != n {
         return Err(bad(format!(

@@ -331,8 +331,9 @@ impl Reader<'_> {
             file.skipped.push((name, class.to_string()));
             return Ok(());
         };
-        let n: usize = dims.iter().product();
         let (mi, real, at) = next("real part")?;
+        let n = super::checked_len(&dims)
+            .ok_or_else(|| self.bad(at, format!("dimensions {dims:?} overflow: a corrupt file")))?;
         let data = self.widen(mi, real, at)?;
         if data.len() != n {
             return Err(self.bad(at, format!(

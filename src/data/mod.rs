@@ -293,6 +293,11 @@ pub(crate) fn maybe_gunzip<'a>(bytes: &'a [u8], path: &Path) -> Result<std::borr
     Ok(std::borrow::Cow::Owned(out))
 }
 
+/// The number of elements of `shape`, or `None` on overflow (a corrupt header).
+pub(crate) fn checked_len(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 /// Checks that every label is in `0..n_classes`.
 pub(crate) fn check_labels(labels: &[u32], n_classes: usize, path: &Path) -> Result<()> {
     match labels.iter().position(|&l| l as usize >= n_classes) {

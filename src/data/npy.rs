@@ -112,7 +112,8 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
     let header = String::from_utf8_lossy(&header);
     let (descr, fortran, shape) =
         parse_header(&header).map_err(|m| bad(format!("{m} in header {}", header.trim())))?;
-    let n: usize = shape.iter().product();
+    let n = super::checked_len(&shape)
+        .ok_or_else(|| bad(format!("shape {shape:?} overflows: a corrupt header")))?;
     let little = match descr.as_bytes().first() {
         Some(b'<' | b'|' | b'=') => true,
         Some(b'>') => false,
@@ -138,9 +139,9 @@ pub fn parse_npy(mut r: impl Read, path: &Path) -> Result<NpyArray> {
     let mut floats = Vec::new();
     let mut ints = Vec::new();
     if is_float {
-        floats.reserve_exact(n)
+        floats.reserve_exact(n.min(1 << 24))
     } else {
-        ints.reserve_exact(n)
+        ints.reserve_exact(n.min(1 << 24))
     }
     let mut buf = vec![0u8; (1 << 16) / size * size];
     let mut left = n;
@@ -552,6 +553,40 @@ mod tests {
         let d = load_npz(&fixture("tiny_f32_u8.npz")).unwrap();
         assert_eq!(d.x_train[..3], [0.0, 0.125, 0.25]);
         assert_eq!((d.y_train.clone(), d.n_classes), (vec![1, 0, 1, 0], 2));
+    }
+
+    #[test]
+    fn npz_with_wrong_shapes_is_an_error_naming_the_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("shapes.npz");
+        let write = |x_train: ndarray::ArrayD<f64>, x_test: ndarray::ArrayD<f64>| {
+            let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&p).unwrap());
+            w.add_array("x_train", &x_train).unwrap();
+            w.add_array("y_train", &ndarray::arr1(&[0u8, 1])).unwrap();
+            w.add_array("x_test", &x_test).unwrap();
+            w.add_array("y_test", &ndarray::arr1(&[1u8, 0])).unwrap();
+            w.finish().unwrap();
+        };
+        let z = |s: &[usize]| ndarray::ArrayD::<f64>::zeros(s);
+        write(z(&[2]), z(&[2]));
+        let err = load_npz(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("shapes.npz") && err.contains("`x_train` has shape [2]"),
+            "{err}"
+        );
+        write(z(&[2, 3]), z(&[2, 4]));
+        let err = load_npz(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("[3]") && err.contains("[4]") && err.contains("must match"),
+            "{err}"
+        );
+        write(z(&[2, 1, 2, 2, 2, 2]), z(&[2, 1, 2, 2, 2, 2]));
+        assert!(
+            load_npz(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("[N, D, H, W]")
+        );
     }
 
     #[test]
