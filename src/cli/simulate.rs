@@ -5,7 +5,8 @@ use anyhow::Context;
 use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
 use memkin::engine::{Precision, RunOptions, select};
-use memkin::report::npy::{Outputs, read_f32};
+use memkin::data::npy::read_npy_f32 as read_f32;
+use memkin::report::npy::Outputs;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -1,60 +1,12 @@
-//! `.npy` arrays in and out (they load with `numpy.load`), written atomically.
+//! Outputs written atomically: `.npy` arrays (they load with `numpy.load`),
+//! text and plots. Reading `.npy` lives in [`crate::data::npy`].
 
 use crate::{Error, Result};
 use ndarray::{ArrayD, IxDyn};
-use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
+use ndarray_npy::WriteNpyExt;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-/// Reads a float32 or float64 `.npy` array as f32 values and its shape.
-/// Any other dtype, a missing file or a malformed header is a one-line error
-/// naming the file.
-pub fn read_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
-    let open = || -> Result<BufReader<File>> {
-        File::open(path)
-            .map(BufReader::new)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotFound {
-                    path: path.into(),
-                    hint: String::new(),
-                },
-                _ => Error::io(path, e),
-            })
-    };
-    let as_f32 = ArrayD::<f32>::read_npy(open()?);
-    let arr = match as_f32 {
-        Ok(a) => a,
-        Err(ReadNpyError::WrongDescriptor(_)) => match ArrayD::<f64>::read_npy(open()?) {
-            Ok(a) => a.mapv(|v| v as f32),
-            Err(ReadNpyError::WrongDescriptor(d)) => {
-                return Err(Error::bad_file(
-                    path,
-                    format!("dtype {d:?} not supported: expected float32 or float64"),
-                ));
-            }
-            Err(e) => {
-                return Err(Error::bad_file(
-                    path,
-                    format!("not a readable .npy file: {e}"),
-                ));
-            }
-        },
-        Err(e) => {
-            return Err(Error::bad_file(
-                path,
-                format!("not a readable .npy file: {e}"),
-            ));
-        }
-    };
-    let shape = arr.shape().to_vec();
-    let data = if arr.is_standard_layout() {
-        arr.into_raw_vec_and_offset().0
-    } else {
-        arr.iter().copied().collect()
-    };
-    Ok((data, shape))
-}
 
 /// A set of output files that appear together or not at all: each is written
 /// to a temporary name beside its target and renamed on [`Outputs::commit`];
