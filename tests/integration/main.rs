@@ -1,3 +1,5 @@
 //! The one integration-test binary: each module covers one stage of the data flow.
 
 mod common;
+mod models;
+mod rng;
