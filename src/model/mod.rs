@@ -4,3 +4,4 @@
 //! and the parity tests compare the two.
 
 pub mod ddk;
+pub mod lambert_w;
