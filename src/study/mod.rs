@@ -1,1 +1,2 @@
 //! Studies: parameter sweeps and device-variability Monte Carlo.
+pub mod rng;

@@ -3,3 +3,5 @@
 mod common;
 mod data;
 mod engine;
+mod models;
+mod rng;
