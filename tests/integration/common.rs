@@ -62,3 +62,78 @@ impl TestRng {
         lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
     }
 }
+
+/// Runs a one-off test kernel with `inputs` at binding 0 (read-only storage)
+/// and `out_bytes` of read-write storage at binding 1; returns binding 1.
+pub fn run_test_kernel(
+    ctx: &GpuContext,
+    name: &'static str,
+    source: &str,
+    inputs: &[u8],
+    out_bytes: u64,
+    invocations: u32,
+) -> Vec<u8> {
+    use wgpu::util::DeviceExt;
+    let dev = &ctx.device;
+    let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(name),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(name),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let input = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("test in"),
+        contents: inputs,
+        usage: wgpu::BufferUsages::STORAGE,
+    });
+    let output = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test out"),
+        size: out_bytes,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let stage = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test stage"),
+        size: out_bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("test bind"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: input.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: output.as_entire_binding(),
+            },
+        ],
+    });
+    let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("test"),
+    });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("test"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(invocations.div_ceil(64), 1, 1);
+    }
+    enc.copy_buffer_to_buffer(&output, 0, &stage, 0, out_bytes);
+    ctx.queue.submit([enc.finish()]);
+    let mut out = vec![0u8; out_bytes as usize];
+    ctx.read_buffer(&stage, out_bytes, &mut out)
+        .expect("read back");
+    out
+}
