@@ -19,6 +19,10 @@ struct DdkUniform {
     per_step: u32,   // 1: alpha/beta are [sets*groups, T]; 0: [sets*groups]
     want_grad: u32,  // 1: write sensitivities
     grid_x: u32,     // workgroups along x (2-D dispatch beyond 65535 workgroups)
+    noise_sigma: f32, // cycle-to-cycle noise: w += sigma * N(0, 1) after each step (0: off)
+    key0: u32,       // Philox key of the noise stream (the study seed)
+    key1: u32,
+    set_offset: u32, // global index of the chunk's first parameter set (the draw)
 }
 
 @group(0) @binding(0) var<uniform> u: DdkUniform;
@@ -96,6 +100,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                     db = db * jac - xv;
                 }
                 w = ddk_step(w, xv, a, b);
+                if (u.noise_sigma != 0.0) {
+                    // Counter [draw, sequence, purpose, step]: a pure function of the
+                    // trajectory's identity, whatever the chunking (twin: cpu.rs step_noise).
+                    let ctr = vec4<u32>(u.set_offset + ii / u.seqs, u.seq_offset + seq, PURPOSE_STATE_NOISE, k);
+                    let bits = philox4x32_10(ctr, vec2<u32>(u.key0, u.key1));
+                    w = w + u.noise_sigma * normal_pair_f32(uniform_f32(bits.x), uniform_f32(bits.y)).x;
+                }
                 let c = classify(w);
                 if (c != STATUS_OK) {
                     st = c;

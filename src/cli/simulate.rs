@@ -4,8 +4,8 @@ use super::{BackendArg, Common, print_json};
 use anyhow::Context;
 use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
-use memkin::engine::{Precision, RunOptions, select};
 use memkin::data::npy::read_npy_f32 as read_f32;
+use memkin::engine::{Precision, RunOptions, select};
 use memkin::report::npy::Outputs;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -183,6 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = RunOptions {
         sensitivities: a.grad.is_some(),
         chunk: a.chunk,
+        noise: None,
     };
     let t0 = Instant::now();
     let f = engine.run(&batch, &opts).context("simulation failed")?;

@@ -8,6 +8,7 @@ use super::{BackendInfo, Engine, Precision, RunOptions};
 use crate::Result;
 use crate::batch::{Batch, DeviceParams, Features, Status};
 use crate::model::ddk::{ddk_sens_step, ddk_step};
+use crate::study::rng::{Stream, normal_pair, purpose, uniform_f32};
 use rayon::prelude::*;
 
 /// Lanes of the fast path: trajectories integrated side by side, the inner
@@ -64,12 +65,34 @@ impl Engine for CpuEngine {
 
     fn run_into(&self, batch: &Batch, opts: &RunOptions, f: &mut Features) -> Result<()> {
         f.prepare(batch, opts.sensitivities);
-        match self.precision {
-            Precision::F64 => run_reference(batch, f),
-            Precision::F32 => run_fast(batch, f),
+        // Noisy runs take the reference loop at either precision (the fast path
+        // has no in-loop random numbers).
+        match (self.precision, opts.noise) {
+            (Precision::F32, None) => run_fast(batch, f),
+            _ => run_reference(batch, f, opts.noise),
         }
         Ok(())
     }
+}
+
+/// One cycle-to-cycle noise sample, twin of the noise lines in
+/// `shaders/ddk.wgsl`: the same Philox counter and f32 uniforms, Box-Muller in f64.
+pub fn step_noise(stream: &Stream, draw: u32, seq: u32, k: u32) -> f64 {
+    let b = stream.at(draw, seq, purpose::STATE_NOISE, k);
+    normal_pair(uniform_f32(b[0]) as f64, uniform_f32(b[1]) as f64).0
+}
+
+/// Noise of one trajectory: stream, sigma, draw and sequence indices.
+#[derive(Clone, Copy, Debug)]
+pub struct TrajectoryNoise {
+    /// The Philox stream.
+    pub stream: Stream,
+    /// Standard deviation.
+    pub sigma: f64,
+    /// Global draw (parameter-set) index.
+    pub draw: u32,
+    /// Global sequence index.
+    pub seq: u32,
 }
 
 /// Integrates one trajectory in f64: the reference, twin of `main` in
@@ -82,6 +105,7 @@ pub fn ddk_trajectory(
     device: usize,
     w_out: &mut [f64],
     mut grad: Option<&mut [f64]>,
+    noise: Option<TrajectoryNoise>,
 ) -> (Status, u32) {
     let t = x.len();
     let mut w = params.w0()[device];
@@ -99,6 +123,9 @@ pub fn ddk_trajectory(
         if status == Status::Ok {
             (da, db) = ddk_sens_step(w, xk, alpha, da, db);
             w = ddk_step(w, xk, alpha, beta);
+            if let Some(n) = noise {
+                w += n.sigma * step_noise(&n.stream, n.draw, n.seq, k as u32);
+            }
             let c = Status::classify(w);
             if c != Status::Ok {
                 status = c;
@@ -115,7 +142,7 @@ pub fn ddk_trajectory(
     (status, first_bad)
 }
 
-fn run_reference(batch: &Batch, f: &mut Features) {
+fn run_reference(batch: &Batch, f: &mut Features, noise: Option<super::StepNoise>) {
     let (s, t) = (batch.seqs(), batch.steps());
     let params = batch.params();
     let grad_chunks: Vec<Option<&mut [f32]>> = match f.grad.as_mut() {
@@ -138,6 +165,12 @@ fn run_reference(batch: &Batch, f: &mut Features) {
                     params.device(p, si),
                     w64,
                     want_grad.then_some(g64.as_mut_slice()),
+                    noise.map(|n| TrajectoryNoise {
+                        stream: Stream::new(n.seed),
+                        sigma: n.sigma,
+                        draw: (n.set_offset + p as u64) as u32,
+                        seq: si as u32,
+                    }),
                 );
                 for (o, v) in w.iter_mut().zip(w64.iter()) {
                     *o = *v as f32;

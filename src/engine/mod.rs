@@ -24,6 +24,24 @@ pub struct RunOptions {
     /// Largest number of trajectories per GPU dispatch (`None`: as large as the
     /// adapter allows). Tests force it tiny so the multi-chunk path runs.
     pub chunk: Option<usize>,
+    /// Cycle-to-cycle noise on the state (off when `None`).
+    pub noise: Option<StepNoise>,
+}
+
+/// Cycle-to-cycle noise: after every step, `w += sigma * n` with `n ~ N(0, 1)`
+/// drawn from Philox4x32-10 at the counter `[set_offset + p, s, STATE_NOISE, k]`
+/// under the key `seed`: a pure function of (seed, draw, sequence, step), so the
+/// numbers do not depend on batch size, chunking or backend. The uniforms are
+/// bit-identical on CPU and GPU; the Box-Muller transform differs only by f32
+/// rounding of log/sqrt/cos.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepNoise {
+    /// Standard deviation of the additive noise (state units), >= 0.
+    pub sigma: f64,
+    /// The stream's seed (Philox key).
+    pub seed: u64,
+    /// Global draw index of parameter set 0 of this batch.
+    pub set_offset: u64,
 }
 
 /// Which adapter or CPU ran a batch; printed in every report.

@@ -76,6 +76,7 @@ fn check_parity(
     let opts = RunOptions {
         sensitivities: grad,
         chunk,
+        noise: None,
     };
     let got = engine.run(&batch, &opts).unwrap();
     let want = CpuEngine::reference().run(&batch, &opts).unwrap();
@@ -126,6 +127,7 @@ fn reference_f64(batch: &Batch, grad: bool) -> (Vec<f64>, Vec<f64>) {
                 batch.params().device(pi, si),
                 &mut w[i * t..(i + 1) * t],
                 gs,
+                None,
             );
         }
     }
@@ -177,12 +179,12 @@ fn sensitivities_match_central_finite_differences() {
         let seq = &x[s * steps..(s + 1) * steps];
         let mut w = vec![0.0; steps];
         let mut g = vec![0.0; 2 * steps];
-        ddk_trajectory(seq, &params, 0, &mut w, Some(&mut g));
+        ddk_trajectory(seq, &params, 0, &mut w, Some(&mut g), None);
         let (a, b) = (params.alpha()[0], params.beta()[0]);
         let run = |a: f64, b: f64| {
             let p = DeviceParams::new(1, 1, None, vec![a], vec![b], params.w0().to_vec()).unwrap();
             let mut w = vec![0.0; steps];
-            ddk_trajectory(seq, &p, 0, &mut w, None);
+            ddk_trajectory(seq, &p, 0, &mut w, None, None);
             w
         };
         let (ap, am, bp, bm) = (run(a + h, b), run(a - h, b), run(a, b + h), run(a, b - h));
@@ -337,6 +339,10 @@ fn ddk_uniform_layout_matches_wgsl() {
         "per_step",
         "want_grad",
         "grid_x",
+        "noise_sigma",
+        "key0",
+        "key1",
+        "set_offset",
     ];
     for (m, name) in members.iter().zip(rust) {
         assert_eq!(m.name.as_deref(), Some(name));
@@ -376,4 +382,65 @@ fn chunk_plan_covers_every_trajectory_once() {
 fn gpu_context_reports_its_adapter() {
     let Some(ctx) = gpu_context() else { return };
     assert!(!ctx.adapter_info().name.is_empty());
+}
+
+/// Cycle-to-cycle noise is a pure function of (seed, draw, sequence, step): the
+/// GPU and the CPU reference agree (same Philox uniforms; Box-Muller differs by
+/// f32 rounding only), whatever the chunking, and the noise has the requested size.
+fn noisy_runs_agree(engine: &dyn Engine, chunk: Option<usize>) {
+    let (x, params) = random_batch(300, 20, 3, 1, false, 5);
+    let batch = Batch::new(&x, 300, 20, &params).unwrap();
+    let noise = memkin::engine::StepNoise {
+        sigma: 0.01,
+        seed: 42,
+        set_offset: 7,
+    };
+    let opts = RunOptions {
+        noise: Some(noise),
+        chunk,
+        ..RunOptions::default()
+    };
+    let got = engine.run(&batch, &opts).unwrap();
+    let want = CpuEngine::reference()
+        .run(
+            &batch,
+            &RunOptions {
+                noise: Some(noise),
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    // Noise of 0.01 per step, damped by the contraction: the f32 transforms differ
+    // by ~1e-7 per sample, far inside F32_VS_F64.
+    Tolerance::F32_VS_F64
+        .compare(
+            "noisy states",
+            got.w.iter().map(|&v| v as f64),
+            want.w.iter().map(|&v| v as f64),
+            |i| format!("index {i}"),
+        )
+        .unwrap();
+    let clean = CpuEngine::reference()
+        .run(&batch, &RunOptions::default())
+        .unwrap();
+    let diffs: Vec<f64> = got
+        .w
+        .iter()
+        .zip(&clean.w)
+        .map(|(a, b)| (a - b) as f64)
+        .collect();
+    let rms = (diffs.iter().map(|d| d * d).sum::<f64>() / diffs.len() as f64).sqrt();
+    assert!(rms > 0.003 && rms < 0.1, "noise rms {rms}");
+}
+
+#[test]
+fn cycle_noise_is_reproducible_and_chunk_independent_on_cpu() {
+    noisy_runs_agree(&CpuEngine::fast(), None);
+}
+
+#[test]
+fn cycle_noise_on_gpu_matches_cpu_reference_with_tiny_chunks() {
+    let Some(gpu) = gpu_engine() else { return };
+    noisy_runs_agree(&gpu, None);
+    noisy_runs_agree(&gpu, Some(37));
 }

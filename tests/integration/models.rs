@@ -170,7 +170,7 @@ fn euler_with_one_unit_substep_reproduces_the_papers_map_bit_for_bit() {
     for (alpha, beta) in [(0.7, 1.0), (0.3, 0.5), (0.143, 0.838), (2.0, 0.1)] {
         let params = DeviceParams::scalar(&[(alpha, beta)], 1.0).unwrap();
         let mut want = vec![0.0; x.len()];
-        let (st, first) = ddk_trajectory(&x, &params, 0, &mut want, None);
+        let (st, first) = ddk_trajectory(&x, &params, 0, &mut want, None, None);
         let (got, stats) = simulate_cpu(
             Model::DdkOde,
             &Integrator::Euler { substeps: 1 },

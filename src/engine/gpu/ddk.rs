@@ -37,6 +37,14 @@ pub struct DdkUniform {
     pub want_grad: u32,
     /// Workgroups along x.
     pub grid_x: u32,
+    /// Cycle-to-cycle noise standard deviation (0: off).
+    pub noise_sigma: f32,
+    /// Philox key, low word.
+    pub key0: u32,
+    /// Philox key, high word.
+    pub key1: u32,
+    /// Global index of the chunk's first parameter set.
+    pub set_offset: u32,
 }
 
 /// A rectangular block of trajectories dispatched at once: parameter sets ×
@@ -400,6 +408,10 @@ impl Engine for GpuEngine {
                 per_step: params.steps().is_some() as u32,
                 want_grad: want_grad as u32,
                 grid_x,
+                noise_sigma: opts.noise.map_or(0.0, |n| n.sigma as f32),
+                key0: opts.noise.map_or(0, |n| n.seed as u32),
+                key1: opts.noise.map_or(0, |n| (n.seed >> 32) as u32),
+                set_offset: (opts.noise.map_or(0, |n| n.set_offset) + c.sets.start as u64) as u32,
             };
             ctx.queue
                 .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));

@@ -34,11 +34,14 @@ impl ShaderSource {
     }
 }
 
+/// Philox4x32-10 and its uniforms/normals (twin: `study::rng`).
+pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
+
 /// The DDK map kernel.
 pub const DDK: ShaderSource = ShaderSource {
     name: "ddk",
     body: include_str!("../../../shaders/ddk.wgsl"),
-    includes: &[],
+    includes: &[RNG],
     entry: "main",
     workgroup_size: super::ddk::DDK_WORKGROUP_SIZE,
 };
