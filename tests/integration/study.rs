@@ -560,13 +560,10 @@ fn shard_comes_from_the_cli_or_the_scheduler_environment() {
         ("SLURM_ARRAY_TASK_ID", "3"),
         ("SLURM_ARRAY_TASK_COUNT", "8"),
     ]);
-    assert_eq!(
-        resolve_shard_with(None, None, &slurm).unwrap(),
-        Some((3, 8))
-    );
+    assert_eq!(resolve_shard_with(None, None, slurm).unwrap(), Some((3, 8)));
     // The CLI wins over the environment.
     assert_eq!(
-        resolve_shard_with(Some((1, 2)), None, &slurm).unwrap(),
+        resolve_shard_with(Some((1, 2)), None, slurm).unwrap(),
         Some((1, 2))
     );
     let slurm1 = env(&[
@@ -575,36 +572,34 @@ fn shard_comes_from_the_cli_or_the_scheduler_environment() {
         ("SLURM_ARRAY_TASK_MIN", "1"),
     ]);
     assert_eq!(
-        resolve_shard_with(None, None, &slurm1).unwrap(),
+        resolve_shard_with(None, None, slurm1).unwrap(),
         Some((7, 8))
     );
     let k8s = env(&[("JOB_COMPLETION_INDEX", "4")]);
     assert_eq!(
-        resolve_shard_with(None, Some(6), &k8s).unwrap(),
+        resolve_shard_with(None, Some(6), k8s).unwrap(),
         Some((4, 6))
     );
-    let err = resolve_shard_with(None, None, &k8s)
-        .unwrap_err()
-        .to_string();
+    let err = resolve_shard_with(None, None, k8s).unwrap_err().to_string();
     assert!(err.contains("MEMKIN_SHARD_COUNT"), "{err}");
     let k8s_env = env(&[("JOB_COMPLETION_INDEX", "4"), ("MEMKIN_SHARD_COUNT", "5")]);
     assert_eq!(
-        resolve_shard_with(None, Some(6), &k8s_env).unwrap(),
+        resolve_shard_with(None, Some(6), k8s_env).unwrap(),
         Some((4, 5))
     );
     let generic = env(&[("MEMKIN_SHARD", "0/3"), ("SLURM_ARRAY_TASK_ID", "1")]);
     assert_eq!(
-        resolve_shard_with(None, None, &generic).unwrap(),
+        resolve_shard_with(None, None, generic).unwrap(),
         Some((0, 3))
     );
     let off = env(&[("MEMKIN_SHARD", "off"), ("SLURM_ARRAY_TASK_ID", "1")]);
-    assert_eq!(resolve_shard_with(None, None, &off).unwrap(), None);
+    assert_eq!(resolve_shard_with(None, None, off).unwrap(), None);
     let bad = env(&[
         ("SLURM_ARRAY_TASK_ID", "9"),
         ("SLURM_ARRAY_TASK_COUNT", "4"),
     ]);
     assert!(
-        resolve_shard_with(None, None, &bad)
+        resolve_shard_with(None, None, bad)
             .unwrap_err()
             .to_string()
             .contains("SLURM_ARRAY_TASK_ID")
