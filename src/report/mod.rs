@@ -1,4 +1,5 @@
 //! Outputs: `.npy` arrays, JSON, CSV, PNG plots, and progress on stderr.
 
 pub mod npy;
+pub mod plot;
 pub mod progress;

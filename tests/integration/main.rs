@@ -5,3 +5,4 @@ mod data;
 mod engine;
 mod models;
 mod rng;
+mod study;
