@@ -1,3 +1,4 @@
 //! The one integration-test binary: each module covers one stage of the data flow.
 
 mod common;
+mod readout;
