@@ -361,18 +361,32 @@ impl OptState {
                 // lr * mhat / (sqrt(vhat) + eps), with the corrections folded in.
                 let step = (lr * c2.sqrt() / c1) as f32;
                 let eps_hat = (eps as f64 * c2.sqrt()) as f32;
-                for i in 0..params.len() {
-                    let g = grad[i];
-                    self.m[i] = b1 * self.m[i] + (1.0 - b1) * g;
-                    self.v[i] = b2 * self.v[i] + (1.0 - b2) * g * g;
-                    params[i] -= step * self.m[i] / (self.v[i].sqrt() + eps_hat);
-                }
+                // Zipped iterators (no bounds checks) so the loop vectorises;
+                // pulp compiles it for the widest SIMD the CPU has (sqrt and
+                // division are correctly rounded, so every width gives the
+                // same bits).
+                let (m, v) = (&mut self.m, &mut self.v);
+                pulp::Arch::new().dispatch(
+                    #[inline(always)]
+                    || {
+                        for (((p, &g), m), v) in params
+                            .iter_mut()
+                            .zip(grad)
+                            .zip(m.iter_mut())
+                            .zip(v.iter_mut())
+                        {
+                            *m = b1 * *m + (1.0 - b1) * g;
+                            *v = b2 * *v + (1.0 - b2) * g * g;
+                            *p -= step * *m / (v.sqrt() + eps_hat);
+                        }
+                    },
+                );
             }
             Optimizer::Sgd => {
                 let (lr, mu) = (lr as f32, momentum as f32);
-                for i in 0..params.len() {
-                    self.m[i] = mu * self.m[i] - lr * grad[i];
-                    params[i] += self.m[i];
+                for ((p, &g), m) in params.iter_mut().zip(grad).zip(self.m.iter_mut()) {
+                    *m = mu * *m - lr * g;
+                    *p += *m;
                 }
             }
         }

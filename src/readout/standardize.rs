@@ -23,7 +23,19 @@ pub fn check_features(x: &[f32], n: usize, f: usize) -> Result<()> {
             format!("n * f = {n} * {f} = {} values", n * f),
         ));
     }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+    // Branch-free scan per block (vectorises); locate the culprit only on failure.
+    let all_finite = pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            x.chunks(4096)
+                .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+        },
+    );
+    if !all_finite {
+        let i = x
+            .iter()
+            .position(|v| !v.is_finite())
+            .expect("a non-finite value");
         return Err(Error::invalid(
             format!("features[row {}, column {}]", i / f, i % f),
             x[i],
@@ -53,19 +65,25 @@ impl Standardizer {
             return Err(Error::invalid("rows", 0, "at least 1 row to fit on"));
         }
         let mut mean = vec![0.0f64; f];
-        for row in x.chunks_exact(f) {
-            for (m, &v) in mean.iter_mut().zip(row) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= n as f64);
         let mut var = vec![0.0f64; f];
-        for row in x.chunks_exact(f) {
-            for ((s, &m), &v) in var.iter_mut().zip(&mean).zip(row) {
-                let d = v as f64 - m;
-                *s += d * d;
-            }
-        }
+        // Row-order f64 sums (deterministic), compiled for the widest SIMD.
+        pulp::Arch::new().dispatch(
+            #[inline(always)]
+            || {
+                for row in x.chunks_exact(f) {
+                    for (m, &v) in mean.iter_mut().zip(row) {
+                        *m += v as f64;
+                    }
+                }
+                mean.iter_mut().for_each(|m| *m /= n as f64);
+                for row in x.chunks_exact(f) {
+                    for ((s, &m), &v) in var.iter_mut().zip(&mean).zip(row) {
+                        let d = v as f64 - m;
+                        *s += d * d;
+                    }
+                }
+            },
+        );
         let std = var
             .into_iter()
             .map(|s| (s / n as f64).sqrt().max(STD_FLOOR))
@@ -95,11 +113,35 @@ impl Standardizer {
         assert_eq!(x.len(), out.len(), "transform_into: length mismatch");
         assert_eq!(x.len() % f, 0, "transform_into: not a multiple of {f}");
         let scale: Vec<f64> = self.std.iter().map(|s| 1.0 / s).collect();
-        for (row, orow) in x.chunks_exact(f).zip(out.chunks_exact_mut(f)) {
-            for j in 0..f {
-                orow[j] = ((row[j] as f64 - self.mean[j]) * scale[j]) as f32;
-            }
-        }
+        // Compiled for the widest SIMD available (see `pulp`).
+        pulp::Arch::new().dispatch(
+            #[inline(always)]
+            || {
+                for (row, orow) in x.chunks_exact(f).zip(out.chunks_exact_mut(f)) {
+                    for (((o, &v), &m), &s) in orow.iter_mut().zip(row).zip(&self.mean).zip(&scale)
+                    {
+                        *o = ((v as f64 - m) * s) as f32;
+                    }
+                }
+            },
+        );
+    }
+
+    /// Standardises the rows of `x` in place.
+    pub fn transform_in_place(&self, x: &mut [f32]) {
+        let f = self.n_features();
+        assert_eq!(x.len() % f, 0, "transform_in_place: not a multiple of {f}");
+        let scale: Vec<f64> = self.std.iter().map(|s| 1.0 / s).collect();
+        pulp::Arch::new().dispatch(
+            #[inline(always)]
+            || {
+                for row in x.chunks_exact_mut(f) {
+                    for ((o, &m), &s) in row.iter_mut().zip(&self.mean).zip(&scale) {
+                        *o = ((*o as f64 - m) * s) as f32;
+                    }
+                }
+            },
+        );
     }
 
     /// Standardised copy of the rows of `x`.

@@ -327,16 +327,16 @@ pub fn train(
     } else {
         ((0..n).collect(), Vec::new())
     };
-    let x_fit = gather(x, f, &fit);
+    let mut xs_fit = gather(x, f, &fit);
     let y_fit: Vec<u32> = fit.iter().map(|&i| y[i]).collect();
     let standardizer = if cfg.standardize {
-        Standardizer::fit(&x_fit, fit.len(), f)?
+        Standardizer::fit(&xs_fit, fit.len(), f)?
     } else {
         Standardizer::identity(f)
     };
-    let xs_fit = standardizer.transform(&x_fit);
-    drop(x_fit);
-    let xs_val = standardizer.transform(&gather(x, f, &val));
+    standardizer.transform_in_place(&mut xs_fit);
+    let mut xs_val = gather(x, f, &val);
+    standardizer.transform_in_place(&mut xs_val);
     let y_val: Vec<u32> = val.iter().map(|&i| y[i]).collect();
 
     let mut t = Trainer::new(cfg, f, n_classes, Some(standardizer))?;
