@@ -5,8 +5,8 @@
 //! row-major weights, then the `n_out` biases), so optimisers, early-stopping
 //! snapshots and serialisation handle one slice. Matrix products go through
 //! faer; faer parallelises a product over blocks of its *output* and never
-//! splits the inner (summed) dimension, so with a given thread count every run
-//! is bit-identical; a different thread count may round differently.
+//! splits the inner (summed) dimension, so results do not depend on the thread
+//! count (checked by an integration test).
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};

@@ -398,7 +398,6 @@ pub fn train(
     Ok(t.finish())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn train_ridge(
     x: &[f32],
     n: usize,

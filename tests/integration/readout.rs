@@ -533,3 +533,35 @@ fn confusion_matrix_rows_are_truth_and_columns_predictions() {
     let m = confusion_matrix(&[1, 1, 0], &[0, 1, 0], 2);
     assert_eq!(m, vec![vec![1, 1], vec![0, 1]]);
 }
+
+#[test]
+fn models_are_bit_identical_on_one_thread_and_on_the_default_pool() {
+    // Sizes above the parallel thresholds, so faer really splits the products
+    // on the default pool (at least 2 threads on any CI machine worth the name).
+    let (n, f) = (512, 300);
+    let mut rng = Rng::new(21);
+    let x: Vec<f32> = (0..n * f).map(|_| rng.next_f64() as f32).collect();
+    let y: Vec<u32> = x
+        .chunks_exact(f)
+        .map(|r| ((r[0] + r[1]) * 1.5) as u32)
+        .collect();
+    let mlp = TrainConfig {
+        hidden: vec![64],
+        epochs: 2,
+        batch_size: 128,
+        ..TrainConfig::default()
+    };
+    let ridge = TrainConfig {
+        kind: ReadoutKind::Ridge,
+        ..TrainConfig::default()
+    };
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for cfg in [mlp, ridge] {
+        let serial = one.install(|| train(&x, n, f, &y, 3, &cfg, None).unwrap());
+        let default = train(&x, n, f, &y, 3, &cfg, None).unwrap();
+        assert_eq!(serial.model, default.model, "{:?}", cfg.kind);
+    }
+}
