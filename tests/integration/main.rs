@@ -4,5 +4,6 @@ mod common;
 mod data;
 mod engine;
 mod models;
+mod readout;
 mod rng;
 mod study;
