@@ -40,6 +40,7 @@ pub mod encode;
 pub mod engine;
 pub mod error;
 pub mod model;
+pub mod pipeline;
 pub mod readout;
 pub mod report;
 pub mod study;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod devices;
+mod run;
 mod simulate;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,6 +19,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The paper end to end: kinetics features + trained readout on a dataset.
+    Run(run::Args),
     /// Integrate the DDK map over input sequences (.npy in, .npy out).
     Simulate(simulate::Args),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
@@ -50,6 +53,7 @@ pub struct BackendArg {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(a) => run::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Bench(a) => bench::run(a),

@@ -484,3 +484,138 @@ pub fn line_plot_png(
         Ok(())
     })
 }
+
+/// A row-major matrix of values to draw as an image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Rows (sequences).
+    pub rows: usize,
+    /// Columns (steps).
+    pub cols: usize,
+    /// `rows * cols` values; NaN drawn gray.
+    pub data: Vec<f32>,
+}
+
+/// One example of a feature-map figure: an input beside its feature map.
+#[derive(Debug, Clone)]
+pub struct FeatureExample {
+    /// Caption (e.g. the class name).
+    pub label: String,
+    /// The encoded input (sequences x steps).
+    pub input: Image,
+    /// The kinetics features (sequences x steps).
+    pub features: Image,
+}
+
+fn viridis(t: f64) -> RGBColor {
+    use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+    ViridisRGB.get_color(t.clamp(0.0, 1.0))
+}
+
+/// Draws `img` into `area` (each image scaled to its own min..max); a one-row
+/// image (a single sequence) is drawn as a curve instead.
+fn draw_image(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    img: &Image,
+    caption: &str,
+    path: &Path,
+) -> Result<()> {
+    let e = |err| draw_err(path, err);
+    let finite = img.data.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo as f64, (hi as f64).max(lo as f64 + 1e-12))
+    } else {
+        (0.0, 1.0)
+    };
+    if img.rows == 1 {
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, ("sans-serif", 14))
+            .margin(4)
+            .x_label_area_size(18)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0f64..img.cols.max(2) as f64 - 1.0, lo..hi)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_labels(4)
+            .y_labels(4)
+            .label_style(("sans-serif", 10))
+            .draw()
+            .map_err(e)?;
+        chart
+            .draw_series(LineSeries::new(
+                img.data
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(i, &v)| (i as f64, v as f64)),
+                &BLUE,
+            ))
+            .map_err(e)?;
+        return Ok(());
+    }
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 14))
+        .margin(4)
+        .build_cartesian_2d(0f64..img.cols as f64, 0f64..img.rows as f64)
+        .map_err(e)?;
+    chart
+        .draw_series((0..img.rows).flat_map(|r| {
+            (0..img.cols).map(move |c| {
+                let v = img.data[r * img.cols + c] as f64;
+                let color = if v.is_finite() {
+                    viridis((v - lo) / (hi - lo))
+                } else {
+                    NAN_GRAY
+                };
+                // Row 0 at the top, as an image.
+                let y = (img.rows - 1 - r) as f64;
+                Rectangle::new([(c as f64, y), (c as f64 + 1.0, y + 1.0)], color.filled())
+            })
+        }))
+        .map_err(e)?;
+    Ok(())
+}
+
+/// The paper's Fig. 3b: for a few samples, the input beside its feature map,
+/// one pair per cell of a grid with `per_row` pairs per row.
+pub fn feature_maps_png(
+    path: &Path,
+    examples: &[FeatureExample],
+    per_row: usize,
+    title: &str,
+) -> Result<()> {
+    let per_row = per_row.max(1);
+    let n_rows = examples.len().div_ceil(per_row).max(1);
+    register_font();
+    let size = ((per_row as u32) * 2 * 170, 40 + n_rows as u32 * 180);
+    let mut out = Outputs::new();
+    out.with_path(path, |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        let (head, body) = root.split_vertically(40);
+        head.titled(title, ("sans-serif", 20))
+            .map_err(|e| draw_err(path, e))?;
+        let cells = body.split_evenly((n_rows, per_row * 2));
+        for (i, ex) in examples.iter().enumerate() {
+            let (r, c) = (i / per_row, i % per_row);
+            draw_image(
+                &cells[r * per_row * 2 + 2 * c],
+                &ex.input,
+                &format!("{}: input", ex.label),
+                path,
+            )?;
+            draw_image(
+                &cells[r * per_row * 2 + 2 * c + 1],
+                &ex.features,
+                &format!("{}: features", ex.label),
+                path,
+            )?;
+        }
+        root.present().map_err(|e| draw_err(path, e))
+    })?;
+    out.commit()
+}

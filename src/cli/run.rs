@@ -1,0 +1,355 @@
+//! `memkin run`: the paper end to end on a dataset (the embedded digits by default).
+
+use super::{BackendArg, Common, print_json};
+use anyhow::Context;
+use memkin::Error;
+use memkin::data;
+use memkin::encode::Encoding;
+use memkin::engine::{Precision, select};
+use memkin::pipeline::{
+    DeviceLearning, Protocol, Spread, evaluate_split, feature_examples, split_for_repeat,
+};
+use memkin::readout::{Activation, ReadoutKind};
+use memkin::report::npy::Outputs;
+use memkin::report::plot::feature_maps_png;
+use memkin::report::progress::Progress;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReadoutArg {
+    Ridge,
+    Softmax,
+    Mlp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ActivationArg {
+    Relu,
+    Sigmoid,
+}
+
+/// Arguments of `memkin run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    backend: BackendArg,
+    /// A named dataset (digits, mnist, wmms, sitw, modelnet10) or a path (.npz,
+    /// .csv, a directory of IDX files).
+    #[arg(long, default_value = "digits")]
+    dataset: String,
+    /// Where the named datasets live (default: $MEMKIN_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Readout (default: the paper's for the dataset, an MLP).
+    #[arg(long, value_enum)]
+    readout: Option<ReadoutArg>,
+    /// Hidden layer sizes of the MLP, e.g. 48 or 128,128,128.
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Hidden activation of the MLP.
+    #[arg(long, value_enum)]
+    activation: Option<ActivationArg>,
+    /// Training epochs (upper bound: early stopping on a validation split).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Learning rate of the readout.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Device alpha, > 0 (initial value with --learn-device).
+    #[arg(long, allow_hyphen_values = true)]
+    alpha: Option<f64>,
+    /// Device beta, > 0 (initial value with --learn-device).
+    #[arg(long, allow_hyphen_values = true)]
+    beta: Option<f64>,
+    /// Learn alpha and beta jointly with the readout (clamped to [0.001, 1]).
+    #[arg(long, conflicts_with = "no_device")]
+    learn_device: bool,
+    /// Learning rate of alpha and beta with --learn-device.
+    #[arg(long, default_value_t = 0.01)]
+    device_lr: f64,
+    /// Baseline: train the same readout on the raw inputs, without the kinetics layer.
+    #[arg(long)]
+    no_device: bool,
+    /// Seeded splits to evaluate (default: 5 for wmms, sitw, modelnet10; 1 otherwise).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Use only the first N training samples (quick studies).
+    #[arg(long)]
+    train_subset: Option<usize>,
+    /// Write report.json, confusion.csv and feature_maps.png here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Save the trained readout and device parameters (JSON) for `memkin mc`.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
+}
+
+/// Applies the command-line overrides to the dataset's protocol, validating them.
+fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
+    let mut p = Protocol::for_dataset(name, shape);
+    p.readout.seed = a.common.seed;
+    if let Some(r) = a.readout {
+        p.readout.kind = match r {
+            ReadoutArg::Ridge => ReadoutKind::Ridge,
+            ReadoutArg::Softmax => ReadoutKind::Softmax,
+            ReadoutArg::Mlp => ReadoutKind::Mlp,
+        };
+    }
+    if let Some(h) = &a.hidden {
+        if h.is_empty() || h.contains(&0) {
+            return Err(Error::invalid(
+                "--hidden",
+                format!("{h:?}"),
+                "layer sizes >= 1, e.g. 48 or 128,128",
+            ));
+        }
+        p.readout.hidden = h.clone();
+    }
+    if let Some(act) = a.activation {
+        p.readout.activation = match act {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+        };
+    }
+    if let Some(e) = a.epochs {
+        p.readout.epochs = e;
+    }
+    if let Some(lr) = a.lr {
+        p.readout.lr = lr;
+    }
+    for (flag, v) in [("--alpha", a.alpha), ("--beta", a.beta)] {
+        if let Some(v) = v {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::invalid(flag, v, "finite and > 0"));
+            }
+        }
+    }
+    p.alpha = a.alpha.unwrap_or(p.alpha);
+    p.beta = a.beta.unwrap_or(p.beta);
+    if let Some(r) = a.repeats {
+        if r == 0 {
+            return Err(Error::invalid("--repeats", 0, "at least 1"));
+        }
+        p.repeats = r;
+    }
+    p.device = !a.no_device;
+    if a.learn_device {
+        if !(a.device_lr.is_finite() && a.device_lr > 0.0) {
+            return Err(Error::invalid("--device-lr", a.device_lr, "finite and > 0"));
+        }
+        if p.readout.kind == ReadoutKind::Ridge {
+            return Err(Error::invalid(
+                "--readout",
+                "ridge",
+                "mlp or softmax with --learn-device",
+            ));
+        }
+        p.learn_device = Some(DeviceLearning {
+            lr: a.device_lr,
+            ..DeviceLearning::default()
+        });
+    }
+    p.readout.check()?;
+    Ok(p)
+}
+
+fn readout_name(p: &Protocol) -> String {
+    match p.readout.kind {
+        ReadoutKind::Ridge => "ridge".into(),
+        ReadoutKind::Softmax => "softmax".into(),
+        ReadoutKind::Mlp => format!(
+            "mlp {}",
+            p.readout
+                .hidden
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join("-")
+        ),
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let dir = data::data_dir(a.data_dir.as_deref());
+    let mut ds = data::load(&a.dataset, dir.as_deref())?;
+    if let Some(n) = a.train_subset {
+        if n < 2 {
+            return Err(Error::invalid("--train-subset", n, "at least 2").into());
+        }
+        ds = ds.subsample_train(n);
+    }
+    let proto = resolve(&a, &ds.name, &ds.sample_shape)?;
+    let engine = select(a.backend.backend, Precision::F32)?;
+    let info = engine.info();
+    let total = (proto.repeats * proto.readout.epochs) as u64;
+    let progress = Progress::new(
+        &format!("{} ({})", ds.name, readout_name(&proto)),
+        total,
+        true,
+    );
+    let mut outcomes = Vec::new();
+    for r in 0..proto.repeats {
+        let split = split_for_repeat(&ds, &proto, a.common.seed, r)?;
+        progress.message(&format!("repeat {}/{}", r + 1, proto.repeats));
+        let tick = |rep: &memkin::readout::EpochReport| {
+            progress.inc(1);
+            let acc = rep
+                .val_accuracy
+                .map(|v| format!(", val acc {v:.4}"))
+                .unwrap_or_default();
+            progress.message(&format!(
+                "repeat {}/{}, epoch {}, loss {:.4}{acc}",
+                r + 1,
+                proto.repeats,
+                rep.epoch + 1,
+                rep.train_loss
+            ));
+        };
+        let o = evaluate_split(engine.as_ref(), &split, &proto, Some(&tick))
+            .with_context(|| format!("repeat {r}"))?;
+        if o.diverged_fraction > 0.0 {
+            let limit = 2.0 * o.alpha.sqrt();
+            return Err(Error::invalid(
+                "--beta",
+                o.beta,
+                format!(
+                    "below 2*sqrt(alpha) = {limit:.4} for inputs up to 1: {:.2}% of trajectories went non-positive or non-finite at alpha {}",
+                    100.0 * o.diverged_fraction,
+                    o.alpha
+                ),
+            )
+            .into());
+        }
+        outcomes.push(o);
+    }
+    progress.finish();
+    let test = Spread::of(outcomes.iter().map(|o| o.test_accuracy).collect());
+    let train = Spread::of(outcomes.iter().map(|o| o.train_accuracy).collect());
+    let first = &outcomes[0];
+    let encoding = match proto.encoding {
+        Encoding::Rows => "rows",
+        Encoding::Sequence => "sequence",
+        Encoding::VoxelSlices => "voxel-slices",
+        Encoding::Channels => "channels",
+    };
+    let report = serde_json::json!({
+        "dataset": ds.name,
+        "n_train": first.n_train,
+        "n_test": first.n_test,
+        "n_classes": ds.n_classes,
+        "encoding": encoding,
+        "readout": readout_name(&proto),
+        "device": proto.device,
+        "learn_device": proto.learn_device.is_some(),
+        "alpha": first.alpha,
+        "beta": first.beta,
+        "alphas": outcomes.iter().map(|o| o.alpha).collect::<Vec<_>>(),
+        "betas": outcomes.iter().map(|o| o.beta).collect::<Vec<_>>(),
+        "w0": proto.w0,
+        "per_step": proto.per_step,
+        "vote": proto.vote,
+        "repeats": proto.repeats,
+        "train_accuracy": train.mean,
+        "test_accuracy": test.mean,
+        "test_accuracy_std": test.std,
+        "test_accuracies": test.values,
+        "parameters": first.parameters,
+        "operations": first.operations,
+        "seconds": start.elapsed().as_secs_f64(),
+        "backend": info.backend,
+        "adapter": info.adapter,
+        "adapter_type": info.adapter_type,
+        "seed": a.common.seed,
+        "readout_config": proto.readout,
+    });
+    let mut out = Outputs::new();
+    if let Some(d) = &a.out {
+        out.text(
+            &d.join("report.json"),
+            &serde_json::to_string_pretty(&report)?,
+        )?;
+        let mut csv = String::from("true\\predicted");
+        for c in 0..ds.n_classes {
+            csv.push_str(&format!(
+                ",{}",
+                ds.class_names
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string())
+            ));
+        }
+        csv.push('\n');
+        for (c, row) in first.confusion.iter().enumerate() {
+            csv.push_str(
+                &ds.class_names
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string()),
+            );
+            for v in row {
+                csv.push_str(&format!(",{v}"));
+            }
+            csv.push('\n');
+        }
+        out.text(&d.join("confusion.csv"), &csv)?;
+        if proto.device {
+            let per_class = if ds.n_classes <= 4 { 3 } else { 1 };
+            let ex = feature_examples(
+                engine.as_ref(),
+                &ds,
+                &proto,
+                first.alpha,
+                first.beta,
+                per_class,
+            )?;
+            let title = format!(
+                "{}: inputs and DDK feature maps (alpha {:.3}, beta {:.3})",
+                ds.name, first.alpha, first.beta
+            );
+            out.with_path(&d.join("feature_maps.png"), |tmp| {
+                feature_maps_png(tmp, &ex, if per_class == 3 { 3 } else { 5 }, &title)
+            })?;
+        }
+    }
+    if let Some(m) = &a.save_model {
+        let saved = serde_json::json!({
+            "memkin_model": 1,
+            "dataset": ds.name,
+            "protocol": proto,
+            "alpha": first.alpha,
+            "beta": first.beta,
+            "readout": first.trained,
+            "test_accuracy": first.test_accuracy,
+            "seed": a.common.seed,
+        });
+        out.text(m, &serde_json::to_string(&saved)?)?;
+    }
+    out.commit()?;
+    if a.common.json {
+        print_json(&report);
+    } else {
+        eprintln!(
+            "{}: {} on {} train / {} test, alpha {:.4}, beta {:.4}: test accuracy {:.4} +- {:.4} over {} split(s) (train {:.4}); {} parameters, {} operations; {:.1} s on {} ({})",
+            ds.name,
+            readout_name(&proto),
+            first.n_train,
+            first.n_test,
+            first.alpha,
+            first.beta,
+            test.mean,
+            test.std,
+            proto.repeats,
+            train.mean,
+            first.parameters,
+            first.operations,
+            start.elapsed().as_secs_f64(),
+            info.adapter,
+            info.backend
+        );
+    }
+    Ok(())
+}
