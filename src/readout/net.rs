@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use super::rng::Rng;
 
 /// Products below this many multiply-adds run on one thread: splitting them
-/// costs more in synchronisation than it saves.
-const PAR_MIN_MADDS: usize = 1 << 20;
+/// costs more in synchronisation than it saves. A 64-row MNIST batch
+/// (64 x 784 x 48 = 2.4M) stays serial: on 2 busy cores serial ran 9 ms per
+/// 2000 rows against 15 ms split; 1024-row evaluation chunks are split.
+const PAR_MIN_MADDS: usize = 1 << 22;
 
 /// Rows evaluated at a time by [`Network::logits`].
 const EVAL_ROWS: usize = 1024;

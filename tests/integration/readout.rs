@@ -548,7 +548,7 @@ fn models_are_bit_identical_on_one_thread_and_on_the_default_pool() {
     let mlp = TrainConfig {
         hidden: vec![64],
         epochs: 2,
-        batch_size: 128,
+        batch_size: 256, // 256 x 300 x 64 multiply-adds: above PAR_MIN_MADDS
         ..TrainConfig::default()
     };
     let ridge = TrainConfig {
