@@ -76,6 +76,9 @@ pub struct Protocol {
     pub test_fraction: f64,
     /// Majority vote over groups (objects) at evaluation.
     pub vote: bool,
+    /// Drop readout samples whose input is all zero (empty voxel slices carry
+    /// no information and would otherwise vote for the majority class).
+    pub drop_empty: bool,
     /// Use the kinetics layer (false: raw inputs).
     pub device: bool,
     /// Learn alpha and beta jointly with the readout.
@@ -100,6 +103,15 @@ fn mlp(
     }
 }
 
+/// The sigmoid MLPs of the small audio datasets: a few hundred samples, so a
+/// long patience (50 epochs) lets early stopping see past the plateaus.
+fn small(hidden: &[usize]) -> TrainConfig {
+    TrainConfig {
+        patience: 50,
+        ..mlp(hidden, Activation::Sigmoid, 400, 32, 3e-3)
+    }
+}
+
 impl Protocol {
     /// The paper's set-up for a named dataset (readout shape, optimiser, epochs,
     /// split), or generic defaults for a dataset given by path.
@@ -117,6 +129,7 @@ impl Protocol {
             repeats: 1,
             test_fraction: 0.2,
             vote: false,
+            drop_empty: false,
             device: true,
             learn_device: None,
         };
@@ -128,13 +141,13 @@ impl Protocol {
             },
             // FC 128-16 sigmoid, FC 16-10; 5 x 80/20.
             "sitw" => Protocol {
-                readout: mlp(&[16], Activation::Sigmoid, 300, 32, 3e-3),
+                readout: small(&[16]),
                 repeats: 5,
                 ..base
             },
             // FC 64-8 sigmoid, FC 8-4; 5 x 80/20.
             "wmms" => Protocol {
-                readout: mlp(&[8], Activation::Sigmoid, 400, 32, 3e-3),
+                readout: small(&[8]),
                 repeats: 5,
                 ..base
             },
@@ -144,6 +157,7 @@ impl Protocol {
                 per_step: true,
                 repeats: 5,
                 vote: true,
+                drop_empty: true,
                 ..base
             },
             // The embedded default: 8 rows of 8 steps, a small MLP.
@@ -192,6 +206,49 @@ impl Side {
     pub fn n(&self) -> usize {
         self.encoded.samples
     }
+}
+
+impl Side {
+    /// Keeps the readout samples whose input has a non-zero value (see
+    /// [`Protocol::drop_empty`]).
+    pub fn drop_empty(self) -> Side {
+        let e = &self.encoded;
+        let keep: Vec<usize> = (0..e.samples)
+            .filter(|&i| e.sample(i).iter().any(|&v| v != 0.0))
+            .collect();
+        if keep.len() == e.samples {
+            return self;
+        }
+        let mut x = Vec::with_capacity(keep.len() * e.seqs_per_sample * e.steps);
+        for &i in &keep {
+            x.extend_from_slice(e.sample(i));
+        }
+        Side {
+            encoded: Encoded {
+                x,
+                seqs: keep.len() * e.seqs_per_sample,
+                steps: e.steps,
+                seqs_per_sample: e.seqs_per_sample,
+                samples: keep.len(),
+            },
+            y: keep.iter().map(|&i| self.y[i]).collect(),
+            groups: self
+                .groups
+                .as_ref()
+                .map(|g| keep.iter().map(|&i| g[i]).collect()),
+        }
+    }
+}
+
+/// Encodes the train and test sides of `ds` (dropping empty samples when the
+/// protocol says so).
+pub fn encode_protocol(ds: &Dataset, proto: &Protocol) -> Result<(Side, Side)> {
+    let (train, test) = encode_dataset(ds, proto.encoding)?;
+    Ok(if proto.drop_empty {
+        (train.drop_empty(), test.drop_empty())
+    } else {
+        (train, test)
+    })
 }
 
 /// Encodes the train and test sides of `ds`.
@@ -299,7 +356,7 @@ pub fn evaluate_split(
     progress: Option<&dyn Fn(&EpochReport)>,
 ) -> Result<SplitOutcome> {
     let start = Instant::now();
-    let (train, test) = encode_dataset(ds, proto.encoding)?;
+    let (train, test) = encode_protocol(ds, proto)?;
     let f = train.n_features();
     let steps = train.encoded.steps;
     let device_count = if proto.device {
@@ -615,7 +672,7 @@ pub fn feature_examples(
     per_class: usize,
 ) -> Result<Vec<crate::report::plot::FeatureExample>> {
     use crate::report::plot::{FeatureExample, Image};
-    let (_, test) = encode_dataset(ds, proto.encoding)?;
+    let (_, test) = encode_protocol(ds, proto)?;
     let e = &test.encoded;
     let mut picked: Vec<usize> = Vec::new();
     for c in 0..ds.n_classes.min(10) as u32 {

@@ -58,6 +58,15 @@ pub struct Args {
     /// Learning rate of the readout.
     #[arg(long)]
     lr: Option<f64>,
+    /// Early-stopping patience in epochs (0: none).
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Mini-batch size of the readout.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// L2 penalty of the readout weights.
+    #[arg(long)]
+    l2: Option<f64>,
     /// Device alpha, > 0 (initial value with --learn-device).
     #[arg(long, allow_hyphen_values = true)]
     alpha: Option<f64>,
@@ -119,6 +128,15 @@ fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
     }
     if let Some(lr) = a.lr {
         p.readout.lr = lr;
+    }
+    if let Some(v) = a.patience {
+        p.readout.patience = v;
+    }
+    if let Some(v) = a.batch_size {
+        p.readout.batch_size = v;
+    }
+    if let Some(v) = a.l2 {
+        p.readout.l2 = v;
     }
     for (flag, v) in [("--alpha", a.alpha), ("--beta", a.beta)] {
         if let Some(v) = v {

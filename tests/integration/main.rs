@@ -4,6 +4,7 @@ mod common;
 mod data;
 mod engine;
 mod models;
+mod paper;
 mod readout;
 mod rng;
 mod study;

@@ -1,0 +1,96 @@
+//! The paper's table, reproduced by `memkin run` on the real datasets
+//! (MEMKIN_DATA). Each test runs the exact command quoted in README.md and
+//! asserts the threshold on the mean test accuracy over the protocol's
+//! seeded splits (the test set is never used for any choice).
+
+use crate::common::data_dir;
+use std::process::Command;
+
+fn run(args: &[&str]) -> serde_json::Value {
+    let dir = data_dir().expect("checked by the caller");
+    let out = Command::new(env!("CARGO_BIN_EXE_memkin"))
+        .args(["run", "--json", "--backend", "cpu"])
+        .args(args)
+        .env("MEMKIN_DATA", dir)
+        .output()
+        .expect("memkin runs");
+    assert!(
+        out.status.success(),
+        "memkin run {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+fn check(args: &[&str], threshold: f64) {
+    if data_dir().is_none() {
+        return;
+    }
+    let r = run(args);
+    let acc = r["test_accuracy"].as_f64().unwrap();
+    eprintln!(
+        "memkin run {}: test accuracy {acc:.4} +- {:.4} {:?}",
+        args.join(" "),
+        r["test_accuracy_std"],
+        r["test_accuracies"]
+    );
+    assert!(
+        acc >= threshold,
+        "{args:?}: mean test accuracy {acc} below {threshold}"
+    );
+}
+
+#[test]
+fn mnist_ddk_mlp_784_48_10_reaches_096() {
+    check(&["--dataset", "mnist"], 0.960);
+}
+
+#[test]
+fn sitw_ddk_mlp_128_16_10_reaches_089_over_five_splits() {
+    check(&["--dataset", "sitw"], 0.890);
+}
+
+#[test]
+fn wmms_ddk_mlp_64_8_4_reaches_095_over_five_splits() {
+    check(&["--dataset", "wmms"], 0.950);
+}
+
+#[test]
+fn modelnet10_chair_vs_monitor_slices_with_vote_reach_097_over_five_splits() {
+    check(&["--dataset", "modelnet10"], 0.970);
+}
+
+#[test]
+fn mnist_run_reports_the_papers_parameter_and_operation_counts() {
+    if data_dir().is_none() {
+        return;
+    }
+    // One epoch is enough for the counts: 784*48 + 48 + 48*10 + 10 weights + alpha, beta;
+    // 784*48 + 48*10 multiply-adds + 2 per device step (28 x 28).
+    let r = run(&[
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "2000",
+    ]);
+    assert_eq!(r["parameters"], 38_172);
+    assert_eq!(r["operations"], 39_680);
+    for key in [
+        "dataset",
+        "n_train",
+        "n_test",
+        "readout",
+        "alpha",
+        "beta",
+        "train_accuracy",
+        "test_accuracy",
+        "seconds",
+        "backend",
+        "adapter",
+        "seed",
+    ] {
+        assert!(!r[key].is_null(), "report lacks {key}");
+    }
+}
