@@ -5,6 +5,7 @@ mod bench;
 mod devices;
 mod run;
 mod simulate;
+mod sweep;
 
 use clap::{Args, Parser, Subcommand};
 use memkin::engine::BackendChoice;
@@ -25,6 +26,10 @@ enum Command {
     Simulate(simulate::Args),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices(devices::Args),
+    /// Sweep device parameters over a grid or random points (resumable, shardable).
+    Sweep(sweep::Args),
+    /// Merge the shard directories of one sweep or Monte Carlo study.
+    Merge(sweep::MergeArgs),
     /// Measure trajectory-steps per second of each backend across batch sizes.
     Bench(bench::Args),
 }
@@ -57,6 +62,8 @@ pub fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Merge(a) => sweep::run_merge(a),
     }
 }
 

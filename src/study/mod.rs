@@ -45,3 +45,4 @@ pub mod plan;
 pub mod rng;
 pub mod runner;
 pub mod spec;
+pub mod sweep;

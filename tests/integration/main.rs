@@ -8,3 +8,4 @@ mod paper;
 mod readout;
 mod rng;
 mod study;
+mod sweep;

@@ -1,0 +1,228 @@
+//! `memkin sweep` and `memkin merge`: parameter sweeps, resumable and shardable.
+
+use super::{BackendArg, Common, print_json};
+use memkin::data;
+use memkin::engine::{Precision, select};
+use memkin::pipeline::{Protocol, encode_protocol};
+use memkin::readout::{ReadoutKind, TrainConfig};
+use memkin::report::plot::{Heatmap, heatmap_png, sample_curve};
+use memkin::study::plan::{Plan, parse_shard, resolve_shard};
+use memkin::study::runner::{ResultsTable, Study, StudyKind, merge, run_study};
+use memkin::study::spec::{self, SweepSpec};
+use memkin::study::sweep::{SWEEP_PARAMS, SweepEvaluator};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `memkin sweep`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    backend: BackendArg,
+    /// The sweep spec (TOML, or JSON by extension).
+    spec: PathBuf,
+    /// Output directory (results.csv, manifest.json, heatmap.png).
+    #[arg(long)]
+    out: PathBuf,
+    /// Run shard I of N (a contiguous block of the point list). Falls back to
+    /// MEMKIN_SHARD=I/N, SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or
+    /// JOB_COMPLETION_INDEX with MEMKIN_SHARD_COUNT (or the spec's `shards`).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Continue an interrupted sweep in --out (finished points are kept).
+    #[arg(long)]
+    resume: bool,
+    /// Where the named datasets live (default: $MEMKIN_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `memkin merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Shard directories of one study.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// The merged study directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The readout of a sweep spec: ridge (closed form, standardised features,
+/// lambda = 1) by default.
+fn readout_config(spec: &SweepSpec) -> TrainConfig {
+    let kind = match spec.readout {
+        spec::ReadoutKind::Ridge => ReadoutKind::Ridge,
+        spec::ReadoutKind::Softmax => ReadoutKind::Softmax,
+        spec::ReadoutKind::Mlp => ReadoutKind::Mlp,
+    };
+    let mut cfg = TrainConfig {
+        kind,
+        seed: spec.seed,
+        ..TrainConfig::default()
+    };
+    if let Some(h) = spec.hidden {
+        cfg.hidden = vec![h];
+    }
+    if let Some(e) = spec.epochs {
+        cfg.epochs = e;
+    }
+    cfg
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    // Everything that can be wrong with the spec fails here, before any work.
+    let spec = SweepSpec::from_path(&a.spec)?;
+    let known: Vec<&str> = SWEEP_PARAMS.iter().map(|p| p.0).collect();
+    spec.check_params(&known)?;
+    let spec_text = spec::read_spec_text(&a.spec)?;
+    let shard = resolve_shard(
+        a.shard.as_deref().map(parse_shard).transpose()?,
+        spec.shards,
+    )?;
+    let readout = readout_config(&spec);
+    readout.check()?;
+
+    let dir = data::data_dir(a.data_dir.as_deref());
+    let mut ds = data::load(&spec.dataset, dir.as_deref())?;
+    if let Some(n) = spec.train_subset {
+        ds = ds.subsample_train(n);
+    }
+    if let Some(n) = spec.test_subset {
+        let n = n.min(ds.n_test());
+        ds.x_test.truncate(n * ds.sample_len());
+        ds.y_test.truncate(n);
+        if let Some(g) = ds.groups_test.as_mut() {
+            g.truncate(n);
+        }
+    }
+    let proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
+    let (train, test) = encode_protocol(&ds, &proto)?;
+    let engine = select(a.backend.backend, Precision::F32)?;
+    let info = engine.info();
+    let batch = spec
+        .batch
+        .unwrap_or_else(|| SweepEvaluator::batch_for_budget(&train, &test, 256 << 20));
+    let mut eval = SweepEvaluator::new(engine.as_ref(), train, test, ds.n_classes, readout, batch)?;
+    let plan = Plan::sweep(&spec);
+    let study = Study {
+        dir: &a.out,
+        kind: StudyKind::Sweep,
+        spec_text: &spec_text,
+        plan: &plan,
+        shard,
+        resume: a.resume,
+        progress: true,
+        manifest_extra: serde_json::json!({
+            "backend": info.backend, "adapter": info.adapter, "adapter_type": info.adapter_type,
+            "dataset": ds.name, "n_train": ds.n_train(), "n_test": ds.n_test(), "batch": batch,
+        }),
+    };
+    let outcome = run_study(&study, &mut eval)?;
+    let heatmap = if shard.is_none() {
+        write_heatmap(&a.out, &plan)?
+    } else {
+        None
+    };
+    let summary = serde_json::json!({
+        "out": outcome.dir, "results": outcome.results, "points": plan.len(),
+        "shard": shard.map(|(i, n)| format!("{i}/{n}")), "range": [outcome.range.start, outcome.range.end],
+        "already_done": outcome.already_done, "evaluated": outcome.evaluated, "seconds": outcome.seconds,
+        "heatmap": heatmap, "backend": info.backend, "adapter": info.adapter, "seed": spec.seed,
+    });
+    if a.common.json {
+        print_json(&summary);
+    } else {
+        eprintln!(
+            "sweep: {} of {} points evaluated ({} already done) in {:.1} s -> {}",
+            outcome.evaluated,
+            outcome.range.len(),
+            outcome.already_done,
+            outcome.seconds,
+            outcome.results.display()
+        );
+    }
+    Ok(())
+}
+
+/// Draws DIR/heatmap.png when the plan is a 2-D grid over alpha and beta (or
+/// any two parameters): test accuracy, with beta = 2 sqrt(alpha) drawn.
+fn write_heatmap(dir: &Path, plan: &Plan) -> anyhow::Result<Option<PathBuf>> {
+    let grid = plan.grid();
+    if grid.len() != 2 || plan.param_names().len() != 2 {
+        return Ok(None);
+    }
+    let (xn, xs) = (&grid[0].0, &grid[0].1);
+    let (yn, ys) = (&grid[1].0, &grid[1].1);
+    let log = |v: &[f64]| {
+        v.len() > 2
+            && v.iter().all(|&x| x > 0.0)
+            && ((v[2] / v[1]) - (v[1] / v[0])).abs() < 1e-9 * (v[1] / v[0])
+    };
+    let table = ResultsTable::read(&dir.join("results.csv"))?;
+    let Some(z) = table.grid_matrix(xn, xs, yn, ys, "test_accuracy") else {
+        return Ok(None);
+    };
+    let (log_x, log_y) = (log(xs), log(ys));
+    let overlay = (xn == "alpha" && yn == "beta").then(|| {
+        let (x0, x1) = (
+            xs.iter().cloned().fold(f64::INFINITY, f64::min),
+            xs.iter().cloned().fold(0.0, f64::max),
+        );
+        (
+            "beta = 2 sqrt(alpha)",
+            sample_curve(|a| 2.0 * a.sqrt(), x0, x1, 200, log_x),
+        )
+    });
+    let path = dir.join("heatmap.png");
+    let title = format!("test accuracy over ({xn}, {yn}); gray: diverged");
+    heatmap_png(
+        &path,
+        &Heatmap {
+            x: xs,
+            y: ys,
+            z: &z,
+            x_label: xn,
+            y_label: yn,
+            z_label: "test accuracy",
+            log_x,
+            log_y,
+            overlay,
+            title: &title,
+        },
+    )?;
+    Ok(Some(path))
+}
+
+pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
+    let m = merge(&a.dirs, &a.out)?;
+    // A merged sweep gets its heatmap; the plan is rebuilt from the recorded spec.
+    let mut heatmap = None;
+    if let Some(man) = memkin::study::runner::read_manifest(&a.out)? {
+        if man.kind == StudyKind::Sweep {
+            // The recorded spec text is TOML or JSON; its format decides the parser.
+            let name = if man.spec.trim_start().starts_with('{') {
+                "spec.json"
+            } else {
+                "spec.toml"
+            };
+            let spec = SweepSpec::from_text(&a.out.join(name), &man.spec)?;
+            heatmap = write_heatmap(&a.out, &Plan::sweep(&spec))?;
+        }
+    }
+    if a.common.json {
+        print_json(
+            &serde_json::json!({"out": m.out, "results": m.results, "points": m.points, "shards": m.shards, "heatmap": heatmap}),
+        );
+    } else {
+        eprintln!(
+            "merged {} shards, {} points -> {}",
+            m.shards,
+            m.points,
+            m.results.display()
+        );
+    }
+    Ok(())
+}

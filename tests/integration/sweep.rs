@@ -1,0 +1,177 @@
+//! `memkin sweep` and `memkin merge` end to end, on the embedded digits dataset:
+//! interruption and resume, shards merged, spec errors before any work.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn memkin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_memkin"))
+        .args(args)
+        .output()
+        .expect("memkin runs")
+}
+
+const SPEC: &str = "dataset = \"digits\"\nreadout = \"ridge\"\nseed = 3\n[grid]\nalpha = { linspace = [0.1, 1.0, 4] }\nbeta = { logspace = [0.05, 2.0, 5] }\n";
+
+/// results.csv without the `seconds` column (wall times differ between runs).
+fn rows_without_seconds(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let k = header.iter().position(|c| *c == "seconds").unwrap();
+    text.lines()
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .filter(|(i, _)| *i != k)
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+fn sweep(spec: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "sweep",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    memkin(&args)
+}
+
+#[test]
+fn sweep_shards_merged_equal_the_unsharded_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("s.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let full = tmp.path().join("full");
+    let o = sweep(&spec, &full, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = rows_without_seconds(&full);
+    assert_eq!(want.len(), 21, "header + 20 points");
+    assert!(full.join("heatmap.png").exists());
+    // Points past the stability boundary have no accuracy and a diverged share.
+    assert!(want.iter().skip(1).any(|r| r.contains("NaN")));
+
+    // Three shards, merged.
+    let mut dirs = Vec::new();
+    for i in 0..3 {
+        let d = tmp.path().join(format!("shard-{i}"));
+        let o = sweep(&spec, &d, &["--shard", &format!("{i}/3")]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        dirs.push(d);
+    }
+    let merged = tmp.path().join("merged");
+    let mut args = vec!["merge", "--out", merged.to_str().unwrap()];
+    args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+    let o = memkin(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        rows_without_seconds(&merged),
+        want,
+        "3 shards merged differ from one run"
+    );
+    assert!(merged.join("heatmap.png").exists());
+}
+
+#[test]
+fn sweep_killed_mid_run_resumes_to_the_rows_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 400 points committed one by one (batch = 1), so a kill lands mid-run.
+    let spec = tmp.path().join("big.toml");
+    std::fs::write(&spec, "dataset = \"digits\"\nseed = 5\nbatch = 1\n[grid]\nalpha = { linspace = [0.1, 1.0, 20] }\nbeta = { logspace = [0.05, 1.0, 20] }\n").unwrap();
+    let full = tmp.path().join("full");
+    assert!(sweep(&spec, &full, &[]).status.success());
+    let want = rows_without_seconds(&full);
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memkin"))
+        .args([
+            "sweep",
+            spec.to_str().unwrap(),
+            "--out",
+            killed.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--json",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = killed.join("results.csv");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&results)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 4
+    {
+        assert!(t0.elapsed().as_secs() < 60, "no rows appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = std::fs::read_to_string(&results).unwrap().lines().count();
+    assert!(
+        partial < 401,
+        "the kill came too late to test anything ({partial} lines)"
+    );
+    // Without --resume a partial directory is refused (exit 2) ...
+    let o = sweep(&spec, &killed, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // ... with it, finished points are kept and the rest computed.
+    let o = sweep(&spec, &killed, &["--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["already_done"].as_u64().unwrap() + v["evaluated"].as_u64().unwrap(),
+        400
+    );
+    assert!(v["already_done"].as_u64().unwrap() >= 3);
+    assert_eq!(rows_without_seconds(&killed), want);
+    // A finished sweep rerun is a no-op.
+    let o = sweep(&spec, &killed, &["--resume"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["evaluated"], 0);
+}
+
+#[test]
+fn sweep_spec_typo_fails_before_any_work_naming_the_key_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        (
+            "dataset = \"digits\"\nseeed = 3\n[grid]\nalpha = { values = [0.5] }\n",
+            "seeed",
+        ),
+        (
+            "dataset = \"digits\"\n[grid]\nalpah = { values = [0.5] }\n",
+            "alpah",
+        ),
+        (
+            "dataset = \"digits\"\n[grid]\nalpha = { linspce = [0.1, 1, 3] }\n",
+            "linspce",
+        ),
+    ] {
+        let spec = tmp.path().join("bad.toml");
+        std::fs::write(&spec, text).unwrap();
+        let out = tmp.path().join("never");
+        let o = sweep(&spec, &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(key) && err.contains("line"),
+            "error should name {key} and its line: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!out.exists(), "nothing written before the spec is valid");
+    }
+}
