@@ -209,6 +209,37 @@ fn write_outputs(dir: &std::path::Path, results: &[BenchResult]) -> anyhow::Resu
     }
     let mut out = memkin::report::npy::Outputs::new();
     out.text(&dir.join("bench.csv"), &csv)?;
+    // Scaling plot: steps/s against trajectories, one line per backend (log-log);
+    // GPU kernel-only throughput as its own line where timestamps exist.
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut add = |name: String, pt: (f64, f64)| match series.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, v)) => v.push(pt),
+        None => series.push((name, vec![pt])),
+    };
+    for r in results {
+        add(
+            format!("{}-{}", r.backend, r.precision),
+            (r.trajectories as f64, r.steps_per_second),
+        );
+        if let Some(k) = r.kernel_steps_per_second {
+            add(
+                format!("{}-{} kernel only", r.backend, r.precision),
+                (r.trajectories as f64, k),
+            );
+        }
+    }
+    let steps = results.first().map_or(0, |r| r.steps);
+    out.with_path(&dir.join("scaling.png"), |tmp| {
+        memkin::report::plot::line_plot_png(
+            tmp,
+            &series,
+            true,
+            true,
+            &format!("DDK throughput, T = {steps}"),
+            "trajectories",
+            "trajectory-steps per second",
+        )
+    })?;
     out.commit()?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! struct (what clap parses) and a `run` that resolves it and calls the library.
 
 mod bench;
+mod data;
 mod devices;
 mod run;
 mod simulate;
@@ -30,6 +31,8 @@ enum Command {
     Sweep(sweep::Args),
     /// Merge the shard directories of one sweep or Monte Carlo study.
     Merge(sweep::MergeArgs),
+    /// List the named datasets and verify their checksums.
+    Data(data::Args),
     /// Measure trajectory-steps per second of each backend across batch sizes.
     Bench(bench::Args),
 }
@@ -62,6 +65,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Data(a) => data::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::Merge(a) => sweep::run_merge(a),
     }
