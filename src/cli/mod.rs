@@ -3,6 +3,7 @@
 
 mod bench;
 mod devices;
+mod fit;
 mod simulate;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,12 +19,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Integrate the DDK map over input sequences (.npy in, .npy out).
+    /// Integrate the DDK map or a continuous-time device model over input sequences (.npy in, .npy out).
     Simulate(simulate::Args),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices(devices::Args),
     /// Measure trajectory-steps per second of each backend across batch sizes.
     Bench(bench::Args),
+    /// Fit a device model's parameters to a measured pulse-response trace (CSV).
+    Fit(fit::Args),
 }
 
 /// Flags every command has.
@@ -53,6 +56,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Fit(a) => fit::run(a),
     }
 }
 

@@ -4,4 +4,5 @@ mod common;
 mod data;
 mod engine;
 mod models;
+mod ode;
 mod rng;

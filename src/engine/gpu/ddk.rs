@@ -79,7 +79,22 @@ impl ChunkLimits {
         want_grad: bool,
         user_chunk: Option<usize>,
     ) -> Self {
-        let t = batch.steps() as u64;
+        let per_device =
+            batch.params().steps().unwrap_or(1) as u64 * batch.params().groups() as u64;
+        Self::for_shape(limits, batch.steps(), per_device, want_grad, user_chunk)
+    }
+
+    /// The same limits for any kernel that writes `steps` f32 values per
+    /// trajectory and binds `per_set_floats` f32 values per parameter set (the
+    /// ODE engine uses it with its parameter rows).
+    pub fn for_shape(
+        limits: &wgpu::Limits,
+        steps: usize,
+        per_set_floats: u64,
+        want_grad: bool,
+        user_chunk: Option<usize>,
+    ) -> Self {
+        let t = steps as u64;
         let bind = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
@@ -92,12 +107,10 @@ impl ChunkLimits {
         if let Some(c) = user_chunk {
             max_traj = max_traj.min(c.max(1) as u64);
         }
-        let per_device =
-            batch.params().steps().unwrap_or(1) as u64 * batch.params().groups() as u64;
         Self {
             max_traj: max_traj.max(1) as usize,
             max_rows: (bind / (4 * t)).max(1) as usize,
-            max_sets: (bind / (4 * per_device)).max(1) as usize,
+            max_sets: (bind / (4 * per_set_floats.max(1))).max(1) as usize,
         }
     }
 }
@@ -262,7 +275,7 @@ impl GpuEngine {
     }
 }
 
-fn storage(dev: &wgpu::Device, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> wgpu::Buffer {
+pub(super) fn storage(dev: &wgpu::Device, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> wgpu::Buffer {
     dev.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes.max(16).next_multiple_of(4),
@@ -271,7 +284,7 @@ fn storage(dev: &wgpu::Device, label: &str, bytes: u64, extra: wgpu::BufferUsage
     })
 }
 
-fn staging(dev: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+pub(super) fn staging(dev: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
     dev.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes.max(16).next_multiple_of(4),
