@@ -70,7 +70,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     let panels = [
         (Model::DdkOde, 1.0, 1.0, 1.0, "t (model units)", "w"),
         (Model::Diffusive, 1.0, 2.0, 4.0, "t (ms)", "w (filament)"),
-        (Model::LinearDrift, 1.5, 0.2, 0.2, "t (s)", "w (doped fraction)"),
+        (
+            Model::LinearDrift,
+            1.5,
+            0.2,
+            0.2,
+            "t (s)",
+            "w (doped fraction)",
+        ),
     ];
     let path = "docs/figures/models_w_t.png";
     let root = BitMapBackend::new(path, (1000, 1050)).into_drawing_area();
@@ -110,10 +117,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         // The pulse train, scaled into the lower part of the panel.
         let scale = |v: f64| lo + 0.3 * (hi - lo) * v / vmax;
         chart
-            .draw_series(LineSeries::new(
-                c.iter().map(|p| (p.0, scale(p.1))),
-                grey,
-            ))?
+            .draw_series(LineSeries::new(c.iter().map(|p| (p.0, scale(p.1))), grey))?
             .label(format!("V (scaled, max {vmax} V)"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
         chart

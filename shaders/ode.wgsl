@@ -54,13 +54,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     if (i >= u.n_traj) {
         return;
     }
-    let set = i / u.seqs;
+    let pset = i / u.seqs;
     let seq = i % u.seqs;
-    let p = params[set].p;
+    let p = params[pset].p;
     let t = u.steps;
     let xb = seq * t;
     let ob = i * t;
-    var w = w0[set];
+    var w = w0[pset];
     var st = AdaptiveState(w, 0.0, 0u, 0u, 0u, 1u);
     let opts = AdaptiveOptions(u.rtol, u.atol, u.max_steps);
     var code = MODEL_STATUS_OK;

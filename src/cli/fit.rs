@@ -8,7 +8,7 @@
 //! `diffusive` the read current at `v_read` (µA), `linear-drift` the
 //! conductance `1/R` (S). See docs/models.md.
 
-use super::simulate::{IntegratorArg, OdeArgs, ModelArg};
+use super::simulate::{IntegratorArg, ModelArg, OdeArgs};
 use super::{Common, print_json};
 use memkin::Error;
 use memkin::model::Model;
@@ -83,7 +83,11 @@ pub fn read_trace(path: &Path) -> Result<(Trace, String), Error> {
     let (Some(ct), Some(cv)) = (col("time"), col("voltage")) else {
         return Err(bad(format!("columns {header:?}: expected {expected}")));
     };
-    let found: Vec<&str> = QUANTITIES.iter().copied().filter(|q| col(q).is_some()).collect();
+    let found: Vec<&str> = QUANTITIES
+        .iter()
+        .copied()
+        .filter(|q| col(q).is_some())
+        .collect();
     let [quantity] = found[..] else {
         return Err(bad(format!("columns {header:?}: expected {expected}")));
     };
@@ -100,7 +104,12 @@ pub fn read_trace(path: &Path) -> Result<(Trace, String), Error> {
             s.parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite())
-                .ok_or_else(|| bad(format!("row {} {name} = {s:?}: expected a finite number", i + 1)))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "row {} {name} = {s:?}: expected a finite number",
+                        i + 1
+                    ))
+                })
         };
         tr.time.push(get(ct, "time")?);
         tr.voltage.push(get(cv, "voltage")?);
@@ -239,7 +248,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             r.ssr,
             r.ssr_start,
             r.rmse,
-            if r.converged { "" } else { " (max-iter reached)" }
+            if r.converged {
+                ""
+            } else {
+                " (max-iter reached)"
+            }
         );
     }
     Ok(())
@@ -270,7 +283,12 @@ fn plot_fit(
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("{} fit: SSR {:.3e}, {} samples", model.name(), r.ssr, trace.time.len()),
+            format!(
+                "{} fit: SSR {:.3e}, {} samples",
+                model.name(),
+                r.ssr,
+                trace.time.len()
+            ),
             ("sans-serif", 22),
         )
         .margin(12)

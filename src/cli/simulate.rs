@@ -6,12 +6,12 @@ use super::{BackendArg, Common, print_json};
 use anyhow::Context;
 use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
+use memkin::data::npy::read_npy_f32 as read_f32;
 use memkin::engine::gpu::{GpuContext, GpuOdeEngine};
 use memkin::engine::ode::{OdeSpec, run_ode_cpu};
 use memkin::engine::{BackendChoice, Precision, RunOptions, select};
 use memkin::model::Model;
 use memkin::model::integrate::{AdaptiveOptions, Integrator, PulseProtocol};
-use memkin::data::npy::read_npy_f32 as read_f32;
 use memkin::report::npy::Outputs;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -330,12 +330,20 @@ pub struct OdeArgs {
 impl OdeArgs {
     /// True when any flag was given.
     fn any(&self) -> bool {
-        self.integrator.is_some() || self.substeps.is_some() || self.rtol.is_some() || !self.set.is_empty()
+        self.integrator.is_some()
+            || self.substeps.is_some()
+            || self.rtol.is_some()
+            || !self.set.is_empty()
     }
 
     /// The integrator, validated for `model` (`default_substeps` when
     /// `--substeps` is absent).
-    pub fn integrator(&self, model: Model, default: IntegratorArg, default_substeps: u32) -> Result<Integrator, Error> {
+    pub fn integrator(
+        &self,
+        model: Model,
+        default: IntegratorArg,
+        default_substeps: u32,
+    ) -> Result<Integrator, Error> {
         let n = self.substeps.unwrap_or(default_substeps);
         if n == 0 {
             return Err(Error::invalid("--substeps", 0, "at least 1"));
@@ -356,9 +364,9 @@ impl OdeArgs {
             IntegratorArg::Exact => Integrator::Exact,
         };
         i.check(model).map_err(|e| match e {
-            Error::InvalidParameter { value, expected, .. } => {
-                Error::invalid("--integrator", value, expected)
-            }
+            Error::InvalidParameter {
+                value, expected, ..
+            } => Error::invalid("--integrator", value, expected),
             other => other,
         })?;
         Ok(i)
@@ -393,7 +401,11 @@ pub fn parse_set(model: Model, item: &str) -> Result<(usize, f64), Error> {
         return Err(Error::invalid(
             "--set",
             item,
-            format!("a parameter of {}: one of {}", model.name(), names.join(", ")),
+            format!(
+                "a parameter of {}: one of {}",
+                model.name(),
+                names.join(", ")
+            ),
         ));
     };
     let field = format!("--set {}.{name}", model.name());
@@ -418,7 +430,9 @@ fn reject_ode_flags(a: &Args) -> Result<(), Error> {
         ("--v-scale", a.v_scale.is_some()),
     ];
     if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
-        debug_assert!(a.ode.any() || a.pulse_width.is_some() || a.rest.is_some() || a.v_scale.is_some());
+        debug_assert!(
+            a.ode.any() || a.pulse_width.is_some() || a.rest.is_some() || a.v_scale.is_some()
+        );
         return Err(Error::invalid(
             *flag,
             "given with --model ddk",
@@ -472,9 +486,24 @@ fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usiz
         rest: a.rest.unwrap_or(0.0),
     };
     for (flag, v, ok, range) in [
-        ("--v-scale", pulse.v_scale, pulse.v_scale.is_finite(), "finite"),
-        ("--pulse-width", pulse.tau, pulse.tau.is_finite() && pulse.tau > 0.0, "finite, > 0"),
-        ("--rest", pulse.rest, pulse.rest.is_finite() && pulse.rest >= 0.0, "finite, >= 0"),
+        (
+            "--v-scale",
+            pulse.v_scale,
+            pulse.v_scale.is_finite(),
+            "finite",
+        ),
+        (
+            "--pulse-width",
+            pulse.tau,
+            pulse.tau.is_finite() && pulse.tau > 0.0,
+            "finite, > 0",
+        ),
+        (
+            "--rest",
+            pulse.rest,
+            pulse.rest.is_finite() && pulse.rest >= 0.0,
+            "finite, >= 0",
+        ),
     ] {
         if !ok {
             return Err(Error::invalid(flag, v, range));

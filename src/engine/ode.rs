@@ -76,7 +76,11 @@ impl OdeSpec {
             return Err(Error::invalid(
                 format!("{} params length", self.model.name()),
                 self.params.len(),
-                format!("{} (= {} sets x {n} parameters)", self.w0.len() * n, self.w0.len()),
+                format!(
+                    "{} (= {} sets x {n} parameters)",
+                    self.w0.len() * n,
+                    self.w0.len()
+                ),
             ));
         }
         for p in 0..self.sets() {

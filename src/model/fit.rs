@@ -157,7 +157,11 @@ impl Problem<'_> {
             .collect();
         if self.o.fit_w0 {
             let s = self.o.model.w0_spec();
-            th.push(if is_log(s.min) { w0.max(1e-300).ln() } else { w0 });
+            th.push(if is_log(s.min) {
+                w0.max(1e-300).ln()
+            } else {
+                w0
+            });
         }
         th
     }
@@ -189,8 +193,14 @@ impl Problem<'_> {
     /// Predictions, or None when the simulation failed.
     fn predict(&mut self, params: &[f64], w0: f64) -> Option<Vec<f64>> {
         self.evals += 1;
-        let (w, stats) =
-            simulate_segments(self.o.model, &self.o.integrator, &self.v, &self.dur, params, w0);
+        let (w, stats) = simulate_segments(
+            self.o.model,
+            &self.o.integrator,
+            &self.v,
+            &self.dur,
+            params,
+            w0,
+        );
         let y: Vec<f64> = w.iter().map(|&w| self.o.model.observe(w, params)).collect();
         (stats.status == Status::Ok && y.iter().all(|v| v.is_finite())).then_some(y)
     }
@@ -198,7 +208,12 @@ impl Problem<'_> {
     fn residuals(&mut self, th: &[f64]) -> Option<Vec<f64>> {
         let (p, w0) = self.from_theta(th);
         let y = self.predict(&p, w0)?;
-        Some(y.iter().zip(&self.trace.observed).map(|(a, b)| a - b).collect())
+        Some(
+            y.iter()
+                .zip(&self.trace.observed)
+                .map(|(a, b)| a - b)
+                .collect(),
+        )
     }
 }
 
@@ -241,7 +256,11 @@ pub fn fit(trace: &Trace, o: &FitOptions) -> Result<FitResult> {
     o.model.check(&o.start, o.w0)?;
     let n_par = o.model.params().len();
     if let Some(&j) = o.free.iter().find(|&&j| j >= n_par) {
-        return Err(Error::invalid("free parameter index", j, format!("< {n_par}")));
+        return Err(Error::invalid(
+            "free parameter index",
+            j,
+            format!("< {n_par}"),
+        ));
     }
     let k = o.free.len() + o.fit_w0 as usize;
     if k == 0 {
@@ -426,9 +445,11 @@ pub fn synthetic_trace(
     let (w, _) = simulate_segments(model, integrator, &voltage, &dur, params, w0);
     let mut y: Vec<f64> = w.iter().map(|&w| model.observe(w, params)).collect();
     voltage.push(0.0); // the last sample's hold (unused)
-    let (lo, hi) = y.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-        (a.min(v), b.max(v))
-    });
+    let (lo, hi) = y
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let sigma = s.noise * (hi - lo);
     let stream = crate::study::rng::Stream::new(s.seed);
     for (i, v) in y.iter_mut().enumerate() {
@@ -458,7 +479,10 @@ mod tests {
     #[test]
     fn solve_handles_a_pivot() {
         let x = solve(vec![0.0, 2.0, 3.0, 1.0], vec![4.0, 5.0], 2).unwrap();
-        assert!((x[0] - 1.0).abs() < 1e-14 && (x[1] - 2.0).abs() < 1e-14, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-14 && (x[1] - 2.0).abs() < 1e-14,
+            "{x:?}"
+        );
     }
 
     #[test]

@@ -510,8 +510,13 @@ pub fn simulate_segments(
         let mut state = AdaptiveState { w: w0, h: 0.0 };
         out[0] = w0;
         for i in 0..n {
-            let ok = dur[i] <= 0.0 || segment::<M>(integrator, &mut state, v[i], dur[i], p, &mut stats);
-            let status = if ok { M::classify(state.w) } else { Status::NonFinite };
+            let ok =
+                dur[i] <= 0.0 || segment::<M>(integrator, &mut state, v[i], dur[i], p, &mut stats);
+            let status = if ok {
+                M::classify(state.w)
+            } else {
+                Status::NonFinite
+            };
             if status != Status::Ok {
                 stats.status = status;
                 stats.stalled = !ok;

@@ -35,8 +35,8 @@ fn random_spec(model: Model, integrator: Integrator, sets: usize, seed: u64) -> 
             }
             Model::LinearDrift => {
                 p[1] = r.uniform(8e3, 20e3);
-                p[3] = r.uniform(0.5e4, 2e4);
-                w0.push(r.uniform(0.05, 0.9));
+                p[3] = r.uniform(0.5e4, 1e4);
+                w0.push(r.uniform(0.05, 0.6));
             }
         }
         params.extend(p);
@@ -52,10 +52,15 @@ fn random_spec(model: Model, integrator: Integrator, sets: usize, seed: u64) -> 
             tau: 1.0,
             rest: 2.0,
         },
+        // Short pulses: in the on state (R ~ r_on) the window's slope makes the
+        // law stiff (dw'/dw ~ -4 mu_v r_on V / (D^2 R) ~ -400 / s), so explicit
+        // sub-steps (here 2.5 ms) must stay below ~2 / 400 s at mu_v <= 1e4;
+        // longer ones oscillate, and
+        // then f32 and f64 differ for lack of stability, not of precision.
         Model::LinearDrift => PulseProtocol {
-            v_scale: 1.5,
-            tau: 1.0,
-            rest: 0.5,
+            v_scale: 1.0,
+            tau: 0.01,
+            rest: 0.01,
         },
     };
     OdeSpec {
@@ -91,25 +96,29 @@ fn gpu_integrators() -> [Integrator; 4] {
 /// The tolerance of f32 GPU features against the f64 CPU reference.
 ///
 /// Fixed-step methods run the same operations in both: each (sub)step rounds
-/// by a few f32 ulp (~2.4e-7 relative, division and sinh/exp/pow within a few
+/// by a few f32 ulp (~2.4e-7 relative; division and sinh/exp/pow within a few
 /// ulp on Vulkan), and all three models contract between pulses (ddk-ode
 /// relaxes to alpha / (beta V); diffusive decays as exp(-t/tau); linear-drift
-/// is slowed by its window), so the accumulated error over T = 24 pulses of 4
-/// sub-steps stays within ~100 ulp: 2e-5 relative is an upper bound with room.
-/// The adaptive method adds its own error on each side: both meet rtol =
-/// 1e-5 per step, but f32 rounding changes the accepted step sequence, so the
-/// two solutions differ by up to a few rtol over a trajectory: 1e-4
-/// relative. The absolute parts are 1e-6 of each model's feature scale
-/// (w ~ 1; read currents ~ 1 µA; conductances ~ 1e-3 S).
+/// is slowed by its window), so the state's accumulated error over T = 24
+/// pulses of 4 sub-steps stays within ~100 ulp: 2e-5 relative is an upper
+/// bound with room. The adaptive method adds its own error on each side: both
+/// meet rtol = 1e-5 per step, but f32 rounding changes the accepted step
+/// sequence, so the two solutions may differ by a few rtol over a trajectory:
+/// 1e-4 relative. linear-drift's feature is the conductance 1 / R(w), which
+/// amplifies the state's error by (r_off - r_on) / R(w) (up to r_off / r_on =
+/// 160 in the on state; 1 - w loses digits to cancellation there): its
+/// relative tolerances are 10x larger. The absolute parts are 1e-6 of each
+/// model's feature scale (w ~ 1; read currents ~ 1 µA; conductances ~ 1e-3 S).
 fn tolerance(model: Model, integrator: &Integrator) -> Tolerance {
-    let scale = match model {
-        Model::DdkOde | Model::Diffusive => 1.0,
-        Model::LinearDrift => 1e-3,
+    let (scale, amplification) = match model {
+        Model::DdkOde | Model::Diffusive => (1.0, 1.0),
+        Model::LinearDrift => (1e-3, 10.0),
     };
-    match integrator {
-        Integrator::Adaptive(_) => Tolerance::rel_abs(1e-4, 1e-5 * scale),
-        _ => Tolerance::rel_abs(2e-5, 1e-6 * scale),
-    }
+    let rel = match integrator {
+        Integrator::Adaptive(_) => 1e-4,
+        _ => 2e-5,
+    };
+    Tolerance::rel_abs(rel * amplification, 1e-6 * scale)
 }
 
 /// Largest `|got - want| / (|want| + abs)` (for the report).
@@ -121,7 +130,13 @@ fn max_rel_err(got: &[f32], want: &[f32], abs: f64) -> f64 {
 }
 
 fn assert_same(model: Model, integ: &Integrator, got: &Features, want: &Features, spec: &OdeSpec) {
-    assert_eq!(got.status, want.status, "{} {}: status", model.name(), integ.name());
+    assert_eq!(
+        got.status,
+        want.status,
+        "{} {}: status",
+        model.name(),
+        integ.name()
+    );
     assert_eq!(got.first_bad, want.first_bad);
     let (seqs, steps) = (want.seqs, want.steps);
     tolerance(model, integ)
@@ -185,13 +200,22 @@ fn gpu_refuses_the_exact_integrator_naming_the_supported_ones() {
     let Some(ctx) = gpu_context() else { return };
     let gpu = GpuOdeEngine::new(ctx);
     let spec = OdeSpec::defaults(Model::DdkOde, Integrator::Exact, PulseProtocol::PAPER);
-    let e = gpu.run(&[0.5; 4], 1, 4, &spec, None).unwrap_err().to_string();
-    assert!(e.contains("exact") && e.contains("euler, heun, rk4, adaptive"), "{e}");
+    let e = gpu
+        .run(&[0.5; 4], 1, 4, &spec, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("exact") && e.contains("euler, heun, rk4, adaptive"),
+        "{e}"
+    );
 }
 
 /// Euler with one unit sub-step under the paper's protocol, through the ODE
 /// engine, against the DDK map engine of the same backend.
-fn ode_euler_equals_map(ode: &dyn Fn(&[f32], usize, usize, &OdeSpec) -> Features, map: &dyn Engine) {
+fn ode_euler_equals_map(
+    ode: &dyn Fn(&[f32], usize, usize, &OdeSpec) -> Features,
+    map: &dyn Engine,
+) {
     let (seqs, steps) = (65, 40);
     let x = inputs(seqs, steps, 3);
     let pairs = [(0.7, 1.0), (0.3, 0.5), (0.143, 0.838)]; // the last one blows up
@@ -208,7 +232,10 @@ fn ode_euler_equals_map(ode: &dyn Fn(&[f32], usize, usize, &OdeSpec) -> Features
     let want = map.run(&batch, &RunOptions::default()).unwrap();
     assert_eq!(got.status, want.status);
     assert_eq!(got.first_bad, want.first_bad);
-    assert!(want.status.iter().any(|&s| s != 0), "the unstable set must be flagged");
+    assert!(
+        want.status.iter().any(|&s| s != 0),
+        "the unstable set must be flagged"
+    );
     let same = got
         .w
         .iter()
@@ -229,7 +256,10 @@ fn euler_with_one_unit_substep_is_the_discrete_map_through_the_ode_engine_on_gpu
         return;
     };
     let gpu = GpuOdeEngine::new(ctx);
-    ode_euler_equals_map(&|x, s, t, spec| gpu.run(x, s, t, spec, Some(13)).unwrap(), &map);
+    ode_euler_equals_map(
+        &|x, s, t, spec| gpu.run(x, s, t, spec, Some(13)).unwrap(),
+        &map,
+    );
 }
 
 /// Fits `free` of `model` to a noisy synthetic trace made with `truth`,
@@ -290,13 +320,23 @@ fn recovers(model: Model, truth: &[(&str, f64)], amps: Vec<f64>, noise: f64, rel
 
 #[test]
 fn fit_recovers_ddk_ode_alpha_and_beta_within_5_percent_from_a_noisy_trace() {
-    let amps = (0..40).map(|k| 0.3 + 0.7 * ((k * 7 % 13) as f64 / 12.0)).collect();
-    recovers(Model::DdkOde, &[("alpha", 0.45), ("beta", 1.3)], amps, 0.01, 0.05);
+    let amps = (0..40)
+        .map(|k| 0.3 + 0.7 * ((k * 7 % 13) as f64 / 12.0))
+        .collect();
+    recovers(
+        Model::DdkOde,
+        &[("alpha", 0.45), ("beta", 1.3)],
+        amps,
+        0.01,
+        0.05,
+    );
 }
 
 #[test]
 fn fit_recovers_diffusive_kinetics_within_5_percent_from_a_noisy_trace() {
-    let amps = (0..40).map(|k| 0.2 + 0.8 * ((k * 5 % 11) as f64 / 10.0)).collect();
+    let amps = (0..40)
+        .map(|k| 0.2 + 0.8 * ((k * 5 % 11) as f64 / 10.0))
+        .collect();
     recovers(
         Model::Diffusive,
         &[("lambda", 0.05), ("eta", 2.5), ("tau", 6.0)],
@@ -317,10 +357,22 @@ fn simulate_with_a_bad_set_name_or_value_exits_2_naming_it_and_writes_nothing() 
     ndarray_npy::write_npy(&input, &ndarray::Array2::<f32>::from_elem((2, 5), 0.5)).unwrap();
     let out = dir.path().join("w.npy");
     let cases: [(&[&str], &[&str]); 4] = [
-        (&["--model", "ddk-ode", "--set", "gamma=1"], &["gamma", "alpha, beta"]),
-        (&["--model", "ddk-ode", "--set", "alpha=-1"], &["alpha", "(0, inf)"]),
-        (&["--model", "diffusive", "--set", "eta=99"], &["diffusive.eta", "[0, 50]"]),
-        (&["--set", "alpha=1", "--alpha", "1", "--beta", "1"], &["--set", "--model"]),
+        (
+            &["--model", "ddk-ode", "--set", "gamma=1"],
+            &["gamma", "alpha, beta"],
+        ),
+        (
+            &["--model", "ddk-ode", "--set", "alpha=-1"],
+            &["alpha", "(0, inf)"],
+        ),
+        (
+            &["--model", "diffusive", "--set", "eta=99"],
+            &["diffusive.eta", "[0, 50]"],
+        ),
+        (
+            &["--set", "alpha=1", "--alpha", "1", "--beta", "1"],
+            &["--set", "--model"],
+        ),
     ];
     for (args, needles) in cases {
         let o = memkin()
@@ -349,8 +401,22 @@ fn simulate_and_fit_cli_run_an_ode_model_end_to_end() {
     ndarray_npy::write_npy(&input, &ndarray::Array2::<f32>::from_elem((3, 6), 0.5)).unwrap();
     let out = dir.path().join("w.npy");
     let o = memkin()
-        .args(["simulate", "--backend", "cpu", "--json", "--model", "ddk-ode"])
-        .args(["--integrator", "exact", "--set", "alpha=0.5", "--beta", "0.8"])
+        .args([
+            "simulate",
+            "--backend",
+            "cpu",
+            "--json",
+            "--model",
+            "ddk-ode",
+        ])
+        .args([
+            "--integrator",
+            "exact",
+            "--set",
+            "alpha=0.5",
+            "--set",
+            "beta=0.8",
+        ])
         .args(["--pulse-width", "0.5", "--rest", "0.1", "--input"])
         .arg(&input)
         .arg("--out")

@@ -234,7 +234,8 @@ impl GpuOdeEngine {
                 atol: atol as f32,
                 ..Default::default()
             };
-            ctx.queue.write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+            ctx.queue
+                .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
             let out_bytes = n as u64 * t64 * 4;
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("ode compute"),
