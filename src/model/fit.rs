@@ -167,7 +167,7 @@ impl Problem<'_> {
     }
 
     /// `(params, w0)` of free coordinates, clamped into the valid ranges.
-    fn from_theta(&self, th: &[f64]) -> (Vec<f64>, f64) {
+    fn params_of(&self, th: &[f64]) -> (Vec<f64>, f64) {
         let specs = self.o.model.params();
         let back = |s: &crate::model::ParamSpec, t: f64| {
             let v = if is_log(s.min) { t.exp() } else { t };
@@ -206,7 +206,7 @@ impl Problem<'_> {
     }
 
     fn residuals(&mut self, th: &[f64]) -> Option<Vec<f64>> {
-        let (p, w0) = self.from_theta(th);
+        let (p, w0) = self.params_of(th);
         let y = self.predict(&p, w0)?;
         Some(
             y.iter()
@@ -359,7 +359,7 @@ pub fn fit(trace: &Trace, o: &FitOptions) -> Result<FitResult> {
     }
     // Standard errors from the last Jacobian (at the accepted point or one step before).
     let s2 = s / (n.saturating_sub(k)).max(1) as f64;
-    let (params, w0) = pb.from_theta(&th);
+    let (params, w0) = pb.params_of(&th);
     let inv_diag: Vec<f64> = (0..k)
         .map(|c| {
             let mut e = vec![0.0; k];

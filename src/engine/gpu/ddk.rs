@@ -393,11 +393,11 @@ impl Engine for GpuEngine {
             }
             let dr = c.sets.start * g * per_dev..c.sets.end * g * per_dev;
             ctx.queue
-                .write_buffer(&a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
+                .write_buffer(a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
             ctx.queue
-                .write_buffer(&b_buf, 0, bytemuck::cast_slice(&beta[dr]));
+                .write_buffer(b_buf, 0, bytemuck::cast_slice(&beta[dr]));
             ctx.queue.write_buffer(
-                &w0_buf,
+                w0_buf,
                 0,
                 bytemuck::cast_slice(&w0[c.sets.start * g..c.sets.end * g]),
             );
@@ -419,8 +419,7 @@ impl Engine for GpuEngine {
                 want_grad: want_grad as u32,
                 grid_x,
             };
-            ctx.queue
-                .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+            ctx.queue.write_buffer(uni_buf, 0, bytemuck::bytes_of(&uni));
             ctx.queue.submit([]);
             ctx.wait()?;
             let t1 = Instant::now();
@@ -472,12 +471,12 @@ impl Engine for GpuEngine {
             // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
             let first = c.sets.start * s_all + c.seqs.start;
             ctx.read_buffer(
-                &out_stage,
+                out_stage,
                 out_bytes,
                 bytemuck::cast_slice_mut(&mut f.w[first * t..(first + n) * t]),
             )?;
             ctx.read_buffer(
-                &st_stage,
+                st_stage,
                 n as u64 * 4,
                 bytemuck::cast_slice_mut(&mut status_words[..n]),
             )?;
