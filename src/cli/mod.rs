@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod devices;
+mod fit;
 mod run;
 mod simulate;
 mod sweep;
@@ -23,7 +24,7 @@ pub struct Cli {
 enum Command {
     /// The paper end to end: kinetics features + trained readout on a dataset.
     Run(run::Args),
-    /// Integrate the DDK map over input sequences (.npy in, .npy out).
+    /// Integrate the DDK map or a continuous-time device model over input sequences (.npy in, .npy out).
     Simulate(simulate::Args),
     /// List the GPU adapters wgpu sees, with the limits that matter here.
     Devices(devices::Args),
@@ -35,6 +36,8 @@ enum Command {
     Data(data::Args),
     /// Measure trajectory-steps per second of each backend across batch sizes.
     Bench(bench::Args),
+    /// Fit a device model's parameters to a measured pulse-response trace (CSV).
+    Fit(fit::Args),
 }
 
 /// Flags every command has.
@@ -68,6 +71,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Data(a) => data::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::Merge(a) => sweep::run_merge(a),
+        Command::Fit(a) => fit::run(a),
     }
 }
 

@@ -1,11 +1,17 @@
-//! `memkin simulate`: integrate the DDK map over a `.npy` of sequences.
+//! `memkin simulate`: integrate the DDK map (`--model ddk`, the default) or a
+//! continuous-time device model (`--model ddk-ode|diffusive|linear-drift`) over a
+//! `.npy` of sequences.
 
 use super::{BackendArg, Common, print_json};
 use anyhow::Context;
 use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
 use memkin::data::npy::read_npy_f32 as read_f32;
-use memkin::engine::{Precision, RunOptions, select};
+use memkin::engine::gpu::{GpuContext, GpuOdeEngine};
+use memkin::engine::ode::{OdeSpec, run_ode_cpu};
+use memkin::engine::{BackendChoice, Precision, RunOptions, select};
+use memkin::model::Model;
+use memkin::model::integrate::{AdaptiveOptions, Integrator, PulseProtocol};
 use memkin::report::npy::Outputs;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,10 +23,25 @@ pub struct Args {
     common: Common,
     #[command(flatten)]
     backend: BackendArg,
+    /// Device model: ddk (the paper's discrete map) or a continuous-time model
+    /// driven by pulses (ddk-ode, diffusive, linear-drift; docs/models.md).
+    #[arg(long, value_enum, default_value = "ddk")]
+    model: ModelArg,
+    #[command(flatten)]
+    ode: OdeArgs,
+    /// Pulse width tau (ODE models; default 1).
+    #[arg(long, allow_hyphen_values = true)]
+    pulse_width: Option<f64>,
+    /// Rest at 0 V after each pulse (ODE models; default 0).
+    #[arg(long, allow_hyphen_values = true)]
+    rest: Option<f64>,
+    /// Pulse amplitude per unit input, V (ODE models; default 1).
+    #[arg(long, allow_hyphen_values = true)]
+    v_scale: Option<f64>,
     /// Input sequences: .npy of shape [S, T], float32 or float64.
     #[arg(long)]
     input: PathBuf,
-    /// One scalar alpha (with --beta), > 0.
+    /// One scalar alpha (with --beta), > 0 (ddk; ddk-ode: shorthand for --set alpha=A).
     #[arg(
         long,
         requires = "beta",
@@ -28,7 +49,7 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     alpha: Option<f64>,
-    /// One scalar beta (with --alpha), > 0.
+    /// One scalar beta (with --alpha), > 0 (ddk; ddk-ode: shorthand for --set beta=B).
     #[arg(
         long,
         requires = "alpha",
@@ -39,9 +60,10 @@ pub struct Args {
     /// Parameter sets: .npy of shape [P, 2] (alpha, beta) or [P, 2, T] (per step).
     #[arg(long)]
     params: Option<PathBuf>,
-    /// Initial state w[0], > 0.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
-    w0: f64,
+    /// Initial state w[0]: > 0 for ddk (default 1); ODE models: the model's
+    /// w0 range and default.
+    #[arg(long, allow_hyphen_values = true)]
+    w0: Option<f64>,
     /// Arithmetic precision (the GPU is f32 only).
     #[arg(long, value_enum, default_value = "f32")]
     precision: Precision,
@@ -95,8 +117,9 @@ fn resolve(a: &Args) -> Result<Config, Error> {
             ),
         ));
     }
-    if !(a.w0.is_finite() && a.w0 > 0.0) {
-        return Err(Error::invalid("--w0", a.w0, "finite and > 0"));
+    let w0 = a.w0.unwrap_or(1.0);
+    if !(w0.is_finite() && w0 > 0.0) {
+        return Err(Error::invalid("--w0", w0, "finite and > 0"));
     }
     if a.chunk == Some(0) {
         return Err(Error::invalid("--chunk", 0, "at least 1"));
@@ -117,7 +140,7 @@ fn resolve(a: &Args) -> Result<Config, Error> {
                     let pairs: Vec<(f64, f64)> = (0..*n)
                         .map(|i| (v[2 * i] as f64, v[2 * i + 1] as f64))
                         .collect();
-                    (DeviceParams::scalar(&pairs, a.w0).map_err(named)?, true)
+                    (DeviceParams::scalar(&pairs, w0).map_err(named)?, true)
                 }
                 [n, 2, t] => {
                     if *t != steps {
@@ -135,7 +158,7 @@ fn resolve(a: &Args) -> Result<Config, Error> {
                         be.extend(v[i * 2 * t + t..(i + 1) * 2 * t].iter().map(|&z| z as f64));
                     }
                     (
-                        DeviceParams::per_step(*n, *t, al, be, a.w0).map_err(named)?,
+                        DeviceParams::per_step(*n, *t, al, be, w0).map_err(named)?,
                         true,
                     )
                 }
@@ -157,7 +180,7 @@ fn resolve(a: &Args) -> Result<Config, Error> {
             };
             named("--alpha", al)?;
             named("--beta", be)?;
-            (DeviceParams::scalar(&[(al, be)], a.w0)?, false)
+            (DeviceParams::scalar(&[(al, be)], w0)?, false)
         }
         _ => {
             return Err(Error::invalid(
@@ -177,6 +200,10 @@ fn resolve(a: &Args) -> Result<Config, Error> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if let Some(model) = a.model.ode() {
+        return run_ode(a, model);
+    }
+    reject_ode_flags(&a)?;
     let cfg = resolve(&a)?;
     let engine = select(a.backend.backend, a.precision)?;
     let batch = Batch::new(&cfg.x, cfg.seqs, cfg.steps, &cfg.params)?;
@@ -233,6 +260,380 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             info.adapter,
             info.backend,
             steps as f64 / seconds.max(1e-12),
+            counts[0],
+            counts[1],
+            counts[2]
+        );
+    }
+    Ok(())
+}
+
+/// The `--model` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArg {
+    /// The paper's discrete DDK map (the default).
+    Ddk,
+    /// dw/dt = alpha / w - beta V.
+    DdkOde,
+    /// Volatile diffusive memristor.
+    Diffusive,
+    /// HP linear ion drift with a window.
+    LinearDrift,
+}
+
+impl ModelArg {
+    /// The continuous-time model, or None for the discrete map.
+    pub fn ode(self) -> Option<Model> {
+        match self {
+            ModelArg::Ddk => None,
+            ModelArg::DdkOde => Some(Model::DdkOde),
+            ModelArg::Diffusive => Some(Model::Diffusive),
+            ModelArg::LinearDrift => Some(Model::LinearDrift),
+        }
+    }
+}
+
+/// The `--integrator` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IntegratorArg {
+    /// Forward Euler (order 1).
+    Euler,
+    /// Heun (order 2).
+    Heun,
+    /// Classical Runge-Kutta (order 4).
+    Rk4,
+    /// Dormand-Prince 5(4) with step control, landing on pulse edges.
+    Adaptive,
+    /// The closed form (ddk-ode only; cpu backend only).
+    Exact,
+}
+
+/// Flags of the continuous-time models shared by `simulate` and `fit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OdeArgs {
+    /// Integrator of the ODE models (default euler for simulate).
+    #[arg(long, value_enum)]
+    pub integrator: Option<IntegratorArg>,
+    /// Sub-steps per pulse and per rest of the fixed-step integrators (default 1
+    /// for simulate), >= 1.
+    #[arg(long)]
+    pub substeps: Option<u32>,
+    /// Relative tolerance of the adaptive integrator, in (0, 1) (default 1e-6;
+    /// the absolute tolerance is rtol * 1e-3). The GPU (f32) cannot meet less than ~1e-6.
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// A model parameter by name, NAME=VALUE (repeatable): see docs/models.md
+    /// for each model's table and ranges.
+    #[arg(long = "set", value_name = "NAME=VALUE", allow_hyphen_values = true)]
+    pub set: Vec<String>,
+}
+
+impl OdeArgs {
+    /// True when any flag was given.
+    fn any(&self) -> bool {
+        self.integrator.is_some()
+            || self.substeps.is_some()
+            || self.rtol.is_some()
+            || !self.set.is_empty()
+    }
+
+    /// The integrator, validated for `model` (`default_substeps` when
+    /// `--substeps` is absent).
+    pub fn integrator(
+        &self,
+        model: Model,
+        default: IntegratorArg,
+        default_substeps: u32,
+    ) -> Result<Integrator, Error> {
+        let n = self.substeps.unwrap_or(default_substeps);
+        if n == 0 {
+            return Err(Error::invalid("--substeps", 0, "at least 1"));
+        }
+        let rtol = self.rtol.unwrap_or(1e-6);
+        if !(rtol > 0.0 && rtol < 1.0) {
+            return Err(Error::invalid("--rtol", rtol, "in (0, 1)"));
+        }
+        let i = match self.integrator.unwrap_or(default) {
+            IntegratorArg::Euler => Integrator::Euler { substeps: n },
+            IntegratorArg::Heun => Integrator::Heun { substeps: n },
+            IntegratorArg::Rk4 => Integrator::Rk4 { substeps: n },
+            IntegratorArg::Adaptive => Integrator::Adaptive(AdaptiveOptions {
+                rtol,
+                atol: rtol * 1e-3,
+                ..AdaptiveOptions::default()
+            }),
+            IntegratorArg::Exact => Integrator::Exact,
+        };
+        i.check(model).map_err(|e| match e {
+            Error::InvalidParameter {
+                value, expected, ..
+            } => Error::invalid("--integrator", value, expected),
+            other => other,
+        })?;
+        Ok(i)
+    }
+
+    /// The model's defaults overridden by every `--set NAME=VALUE`; unknown
+    /// names and out-of-range values are one-line errors naming the parameter
+    /// and its range.
+    pub fn params(&self, model: Model) -> Result<Vec<f64>, Error> {
+        let mut p = model.defaults();
+        for item in &self.set {
+            let (name, value) = parse_set(model, item)?;
+            p[name] = value;
+        }
+        Ok(p)
+    }
+}
+
+/// Parses one `NAME=VALUE` for `model`: the parameter's index and its value.
+pub fn parse_set(model: Model, item: &str) -> Result<(usize, f64), Error> {
+    let specs = model.params();
+    let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    let Some((name, value)) = item.split_once('=') else {
+        return Err(Error::invalid(
+            "--set",
+            item,
+            format!("NAME=VALUE with NAME one of {}", names.join(", ")),
+        ));
+    };
+    let name = name.trim();
+    let Some(j) = specs.iter().position(|s| s.name == name) else {
+        return Err(Error::invalid(
+            "--set",
+            item,
+            format!(
+                "a parameter of {}: one of {}",
+                model.name(),
+                names.join(", ")
+            ),
+        ));
+    };
+    let field = format!("--set {}.{name}", model.name());
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| Error::invalid(&field, value, specs[j].range_text()))?;
+    specs[j].check(&field, v)?;
+    Ok((j, v))
+}
+
+/// The ODE flags are meaningless for the discrete map: say so instead of
+/// ignoring them.
+fn reject_ode_flags(a: &Args) -> Result<(), Error> {
+    let given = [
+        ("--integrator", a.ode.integrator.is_some()),
+        ("--substeps", a.ode.substeps.is_some()),
+        ("--rtol", a.ode.rtol.is_some()),
+        ("--set", !a.ode.set.is_empty()),
+        ("--pulse-width", a.pulse_width.is_some()),
+        ("--rest", a.rest.is_some()),
+        ("--v-scale", a.v_scale.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+        debug_assert!(
+            a.ode.any() || a.pulse_width.is_some() || a.rest.is_some() || a.v_scale.is_some()
+        );
+        return Err(Error::invalid(
+            *flag,
+            "given with --model ddk",
+            "only with a continuous-time model (--model ddk-ode|diffusive|linear-drift)",
+        ));
+    }
+    Ok(())
+}
+
+/// `(spec, inputs, S, T)` of an ODE run: flags first (so a bad flag fails
+/// before any file is read), then the input.
+fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usize), Error> {
+    if a.params.is_some() {
+        return Err(Error::invalid(
+            "--params",
+            "given with an ODE model",
+            "--set NAME=VALUE (parameter files are for --model ddk)",
+        ));
+    }
+    if a.grad.is_some() {
+        return Err(Error::invalid(
+            "--grad",
+            "given with an ODE model",
+            "only with --model ddk (sensitivities of the discrete map)",
+        ));
+    }
+    if a.chunk == Some(0) {
+        return Err(Error::invalid("--chunk", 0, "at least 1"));
+    }
+    let mut params = a.ode.params(model)?;
+    if model == Model::DdkOde {
+        for (j, v, flag) in [(0, a.alpha, "--alpha"), (1, a.beta, "--beta")] {
+            if let Some(v) = v {
+                model.params()[j].check(flag, v)?;
+                params[j] = v;
+            }
+        }
+    } else if a.alpha.is_some() || a.beta.is_some() {
+        return Err(Error::invalid(
+            "--alpha/--beta",
+            format!("given with --model {}", model.name()),
+            "--set NAME=VALUE with the model's parameter names (see docs/models.md)",
+        ));
+    }
+    let w0 = a.w0.unwrap_or(model.w0_spec().default);
+    model.w0_spec().check("--w0", w0)?;
+    let integrator = a.ode.integrator(model, IntegratorArg::Euler, 1)?;
+    let pulse = PulseProtocol {
+        v_scale: a.v_scale.unwrap_or(1.0),
+        tau: a.pulse_width.unwrap_or(1.0),
+        rest: a.rest.unwrap_or(0.0),
+    };
+    for (flag, v, ok, range) in [
+        (
+            "--v-scale",
+            pulse.v_scale,
+            pulse.v_scale.is_finite(),
+            "finite",
+        ),
+        (
+            "--pulse-width",
+            pulse.tau,
+            pulse.tau.is_finite() && pulse.tau > 0.0,
+            "finite, > 0",
+        ),
+        (
+            "--rest",
+            pulse.rest,
+            pulse.rest.is_finite() && pulse.rest >= 0.0,
+            "finite, >= 0",
+        ),
+    ] {
+        if !ok {
+            return Err(Error::invalid(flag, v, range));
+        }
+    }
+    if integrator == Integrator::Exact && a.backend.backend == BackendChoice::Gpu {
+        return Err(Error::invalid(
+            "--integrator",
+            "exact",
+            format!(
+                "one of {} with --backend gpu (the Lambert-W solution runs on the cpu backend)",
+                memkin::engine::gpu::ode::GPU_INTEGRATORS
+            ),
+        ));
+    }
+    if a.precision == Precision::F64 && a.backend.backend == BackendChoice::Gpu {
+        return Err(Error::invalid(
+            "precision",
+            "f64",
+            "f32 with --backend gpu (WGSL has no portable f64)",
+        ));
+    }
+    let spec = OdeSpec {
+        model,
+        integrator,
+        pulse,
+        params,
+        w0: vec![w0],
+    };
+    spec.check()?;
+    let (x, shape) = read_f32(&a.input)?;
+    if shape.len() != 2 || shape[0] == 0 || shape[1] == 0 {
+        return Err(Error::bad_file(
+            &a.input,
+            format!("shape {shape:?}: expected [S, T] with S >= 1 and T >= 1"),
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::bad_file(
+            &a.input,
+            format!(
+                "element [{}, {}] is {}: expected finite values (normally in [0, 1])",
+                i / shape[1],
+                i % shape[1],
+                x[i]
+            ),
+        ));
+    }
+    Ok((spec, x, shape[0], shape[1]))
+}
+
+/// `memkin simulate --model ddk-ode|diffusive|linear-drift`.
+fn run_ode(a: Args, model: Model) -> anyhow::Result<()> {
+    let (spec, x, seqs, steps) = resolve_ode(&a, model)?;
+    // gpu: any adapter; auto: a hardware GPU unless f64 or exact was asked for.
+    let gpu = match a.backend.backend {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => Some(GpuContext::new()?),
+        BackendChoice::Auto => {
+            if a.precision == Precision::F32 && spec.integrator != Integrator::Exact {
+                GpuContext::new().ok().filter(|c| !c.is_software())
+            } else {
+                None
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let (f, info) = match gpu {
+        Some(ctx) => {
+            let engine = GpuOdeEngine::new(std::sync::Arc::new(ctx));
+            let f = engine
+                .run(&x, seqs, steps, &spec, a.chunk)
+                .context("simulation failed")?;
+            (f, engine.info())
+        }
+        None => {
+            let f = run_ode_cpu(&x, seqs, steps, &spec).context("simulation failed")?;
+            use memkin::engine::Engine;
+            let mut info = memkin::engine::cpu::CpuEngine::new(Precision::F64).info();
+            info.precision = "f64".into();
+            (f, info)
+        }
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    let counts = f.status_counts();
+    let t = f.steps;
+    let mut out = Outputs::new();
+    out.npy(&a.out, f.w, &[seqs, t])?;
+    if let Some(sp) = &a.status {
+        out.npy(sp, f.status, &[seqs])?;
+    }
+    out.commit()?;
+    let names: Vec<&str> = model.params().iter().map(|p| p.name).collect();
+    let params: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(&spec.params)
+        .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+        .collect();
+    let steps_total = (seqs * t) as u64;
+    let summary = serde_json::json!({
+        "model": model.name(),
+        "integrator": spec.integrator.name(),
+        "substeps": a.ode.substeps.unwrap_or(1),
+        "pulse": { "v_scale": spec.pulse.v_scale, "tau": spec.pulse.tau, "rest": spec.pulse.rest },
+        "params": params,
+        "w0": spec.w0[0],
+        "backend": info.backend,
+        "precision": info.precision,
+        "adapter": info.adapter,
+        "adapter_type": info.adapter_type,
+        "api": info.api,
+        "trajectories": seqs,
+        "steps_per_trajectory": t,
+        "steps": steps_total,
+        "seconds": seconds,
+        "steps_per_second": steps_total as f64 / seconds.max(1e-12),
+        "status": { "ok": counts[0], "non_positive": counts[1], "non_finite": counts[2] },
+        "seed": a.common.seed,
+        "out": a.out,
+    });
+    if a.common.json {
+        print_json(&summary);
+    } else {
+        eprintln!(
+            "{seqs} trajectories x {t} pulses of {} ({}) on {} ({}) in {seconds:.3} s; ok {}, non-positive {}, non-finite {}",
+            model.name(),
+            spec.integrator.name(),
+            info.adapter,
+            info.backend,
             counts[0],
             counts[1],
             counts[2]

@@ -5,11 +5,14 @@
 //! - [`gpu::GpuEngine`]: `shaders/ddk.wgsl` through wgpu, one invocation per
 //!   trajectory looping over all T steps; batches beyond the adapter's limits are
 //!   split into chunks transparently.
+//! - [`ode`]: continuous-time device models over a pulse protocol
+//!   ([`ode::run_ode_cpu`], [`gpu::GpuOdeEngine`]).
 //!
 //! [`select`] resolves `cpu | gpu | auto` into an engine.
 
 pub mod cpu;
 pub mod gpu;
+pub mod ode;
 pub mod tolerance;
 
 use crate::batch::{Batch, Features};

@@ -481,3 +481,51 @@ pub fn simulate_cpu(
         dispatch!(model, M => simulate_into::<M>(integrator, x, params, w0, pulse, &mut out));
     (out, stats)
 }
+
+/// Integrates through consecutive constant-voltage segments (voltage `v[i]` for
+/// a duration `dur[i] >= 0`; a zero duration leaves the state unchanged) and
+/// returns the observed feature at the start and at the end of every segment
+/// (`dur.len() + 1` values), with what happened. Used by the fit to follow a
+/// measured trace, and to sample `w(t)` densely inside pulses. The adaptive
+/// step size carries across segments as it does across pulses. From the first
+/// failure on the values are NaN.
+pub fn simulate_segments(
+    model: Model,
+    integrator: &Integrator,
+    v: &[f64],
+    dur: &[f64],
+    params: &[f64],
+    w0: f64,
+) -> (Vec<f64>, RunStats) {
+    fn go<M: DeviceModel>(
+        integrator: &Integrator,
+        v: &[f64],
+        dur: &[f64],
+        p: &[f64],
+        w0: f64,
+    ) -> (Vec<f64>, RunStats) {
+        let n = v.len().min(dur.len());
+        let mut out = vec![f64::NAN; n + 1];
+        let mut stats = RunStats::default();
+        let mut state = AdaptiveState { w: w0, h: 0.0 };
+        out[0] = w0;
+        for i in 0..n {
+            let ok =
+                dur[i] <= 0.0 || segment::<M>(integrator, &mut state, v[i], dur[i], p, &mut stats);
+            let status = if ok {
+                M::classify(state.w)
+            } else {
+                Status::NonFinite
+            };
+            if status != Status::Ok {
+                stats.status = status;
+                stats.stalled = !ok;
+                stats.first_bad = (i + 1) as u32;
+                return (out, stats);
+            }
+            out[i + 1] = state.w;
+        }
+        (out, stats)
+    }
+    dispatch!(model, M => go::<M>(integrator, v, dur, params, w0))
+}

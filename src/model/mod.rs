@@ -8,6 +8,7 @@
 //! - Continuous-time device models, each behind [`DeviceModel`]:
 //!   [`ddk_ode`] (`ddk-ode`), [`diffusive`] (`diffusive`) and
 //!   [`linear_drift`] (`linear-drift`).
+//! - [`fit`]: Levenberg-Marquardt fit of a model to a measured pulse-response trace.
 //! - [`integrate`]: the pulse protocol, the integrators (Euler, Heun, RK4,
 //!   adaptive Dormand-Prince 5(4), exact) and [`integrate::simulate_cpu`].
 //!
@@ -38,6 +39,7 @@ use crate::{Error, Result};
 pub mod ddk;
 pub mod ddk_ode;
 pub mod diffusive;
+pub mod fit;
 pub mod integrate;
 pub mod lambert_w;
 pub mod linear_drift;

@@ -4,6 +4,7 @@ mod common;
 mod data;
 mod engine;
 mod models;
+mod ode;
 mod paper;
 mod readout;
 mod rng;

@@ -87,7 +87,22 @@ impl ChunkLimits {
         want_grad: bool,
         user_chunk: Option<usize>,
     ) -> Self {
-        let t = batch.steps() as u64;
+        let per_device =
+            batch.params().steps().unwrap_or(1) as u64 * batch.params().groups() as u64;
+        Self::for_shape(limits, batch.steps(), per_device, want_grad, user_chunk)
+    }
+
+    /// The same limits for any kernel that writes `steps` f32 values per
+    /// trajectory and binds `per_set_floats` f32 values per parameter set (the
+    /// ODE engine uses it with its parameter rows).
+    pub fn for_shape(
+        limits: &wgpu::Limits,
+        steps: usize,
+        per_set_floats: u64,
+        want_grad: bool,
+        user_chunk: Option<usize>,
+    ) -> Self {
+        let t = steps as u64;
         let bind = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
@@ -100,12 +115,10 @@ impl ChunkLimits {
         if let Some(c) = user_chunk {
             max_traj = max_traj.min(c.max(1) as u64);
         }
-        let per_device =
-            batch.params().steps().unwrap_or(1) as u64 * batch.params().groups() as u64;
         Self {
             max_traj: max_traj.max(1) as usize,
             max_rows: (bind / (4 * t)).max(1) as usize,
-            max_sets: (bind / (4 * per_device)).max(1) as usize,
+            max_sets: (bind / (4 * per_set_floats.max(1))).max(1) as usize,
         }
     }
 }
@@ -270,7 +283,12 @@ impl GpuEngine {
     }
 }
 
-fn storage(dev: &wgpu::Device, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> wgpu::Buffer {
+pub(super) fn storage(
+    dev: &wgpu::Device,
+    label: &str,
+    bytes: u64,
+    extra: wgpu::BufferUsages,
+) -> wgpu::Buffer {
     dev.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes.max(16).next_multiple_of(4),
@@ -279,7 +297,7 @@ fn storage(dev: &wgpu::Device, label: &str, bytes: u64, extra: wgpu::BufferUsage
     })
 }
 
-fn staging(dev: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+pub(super) fn staging(dev: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
     dev.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: bytes.max(16).next_multiple_of(4),
@@ -383,11 +401,11 @@ impl Engine for GpuEngine {
             }
             let dr = c.sets.start * g * per_dev..c.sets.end * g * per_dev;
             ctx.queue
-                .write_buffer(&a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
+                .write_buffer(a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
             ctx.queue
-                .write_buffer(&b_buf, 0, bytemuck::cast_slice(&beta[dr]));
+                .write_buffer(b_buf, 0, bytemuck::cast_slice(&beta[dr]));
             ctx.queue.write_buffer(
-                &w0_buf,
+                w0_buf,
                 0,
                 bytemuck::cast_slice(&w0[c.sets.start * g..c.sets.end * g]),
             );
@@ -413,8 +431,7 @@ impl Engine for GpuEngine {
                 key1: opts.noise.map_or(0, |n| (n.seed >> 32) as u32),
                 set_offset: (opts.noise.map_or(0, |n| n.set_offset) + c.sets.start as u64) as u32,
             };
-            ctx.queue
-                .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+            ctx.queue.write_buffer(uni_buf, 0, bytemuck::bytes_of(&uni));
             ctx.queue.submit([]);
             ctx.wait()?;
             let t1 = Instant::now();
@@ -466,12 +483,12 @@ impl Engine for GpuEngine {
             // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
             let first = c.sets.start * s_all + c.seqs.start;
             ctx.read_buffer(
-                &out_stage,
+                out_stage,
                 out_bytes,
                 bytemuck::cast_slice_mut(&mut f.w[first * t..(first + n) * t]),
             )?;
             ctx.read_buffer(
-                &st_stage,
+                st_stage,
                 n as u64 * 4,
                 bytemuck::cast_slice_mut(&mut status_words[..n]),
             )?;

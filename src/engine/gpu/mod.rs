@@ -3,10 +3,14 @@
 //! - [`GpuContext`]: adapter, device and queue, created once, borrowed by every kernel.
 //! - [`shaders`]: the registry of WGSL sources.
 //! - [`GpuEngine`]: the DDK kernel with transparent chunking ([`ddk::plan_chunks`]).
+//! - [`GpuOdeEngine`]: the continuous-time device models (`shaders/ode.wgsl`),
+//!   chunked the same way.
 
 pub mod context;
 pub mod ddk;
+pub mod ode;
 pub mod shaders;
 
 pub use context::{GpuContext, list_adapters};
 pub use ddk::{GpuEngine, GpuTiming};
+pub use ode::GpuOdeEngine;

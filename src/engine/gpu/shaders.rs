@@ -2,6 +2,11 @@
 //! shared `common.wgsl` prepended. A plain CPU test validates each with naga and
 //! checks that its workgroup size equals the Rust constant.
 
+use crate::model::ddk_ode::DdkOde;
+use crate::model::diffusive::Diffusive;
+use crate::model::linear_drift::LinearDrift;
+use crate::model::{DeviceModel, INTEGRATE_WGSL, Model};
+
 /// Shared helpers prepended to every kernel.
 pub const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
@@ -46,5 +51,45 @@ pub const DDK: ShaderSource = ShaderSource {
     workgroup_size: super::ddk::DDK_WORKGROUP_SIZE,
 };
 
+/// The entry point of the continuous-time kernels (`shaders/ode.wgsl`).
+const ODE_BODY: &str = include_str!("../../../shaders/ode.wgsl");
+
+/// The continuous-time kernel of one device model: `common.wgsl`, the model's
+/// WGSL, the integrator loops and `shaders/ode.wgsl`.
+const fn ode(name: &'static str, includes: &'static [&'static str]) -> ShaderSource {
+    ShaderSource {
+        name,
+        body: ODE_BODY,
+        includes,
+        entry: "main",
+        workgroup_size: super::ode::ODE_WORKGROUP_SIZE,
+    }
+}
+
+/// `ddk-ode` over a pulse protocol.
+pub const ODE_DDK: ShaderSource = ode(
+    "ode ddk-ode",
+    &[<DdkOde as DeviceModel>::WGSL, INTEGRATE_WGSL],
+);
+/// `diffusive` over a pulse protocol.
+pub const ODE_DIFFUSIVE: ShaderSource = ode(
+    "ode diffusive",
+    &[<Diffusive as DeviceModel>::WGSL, INTEGRATE_WGSL],
+);
+/// `linear-drift` over a pulse protocol.
+pub const ODE_LINEAR_DRIFT: ShaderSource = ode(
+    "ode linear-drift",
+    &[<LinearDrift as DeviceModel>::WGSL, INTEGRATE_WGSL],
+);
+
+/// The continuous-time kernel of `model`.
+pub fn ode_kernel(model: Model) -> &'static ShaderSource {
+    match model {
+        Model::DdkOde => &ODE_DDK,
+        Model::Diffusive => &ODE_DIFFUSIVE,
+        Model::LinearDrift => &ODE_LINEAR_DRIFT,
+    }
+}
+
 /// Every kernel memkin dispatches.
-pub const ALL: &[ShaderSource] = &[DDK];
+pub const ALL: &[ShaderSource] = &[DDK, ODE_DDK, ODE_DIFFUSIVE, ODE_LINEAR_DRIFT];

@@ -1,0 +1,275 @@
+//! The continuous-time kernels on the GPU: one pipeline per device model
+//! (compiled on first use), chunked with [`plan_chunks`] like the DDK kernel.
+//! Shader: `shaders/ode.wgsl` after the model's WGSL and
+//! `shaders/models/integrate.wgsl`; CPU twin: [`crate::engine::ode::run_ode_cpu`].
+
+use super::context::GpuContext;
+use super::ddk::{Chunk, ChunkLimits, plan_chunks, staging, storage};
+use super::shaders;
+use crate::batch::Features;
+use crate::engine::BackendInfo;
+use crate::engine::ode::{OdeSpec, check_inputs, prepare_features};
+use crate::model::integrate::Integrator;
+use crate::model::{MAX_PARAMS, Model};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Invocations per workgroup of `shaders/ode.wgsl`.
+pub const ODE_WORKGROUP_SIZE: u32 = 64;
+
+/// Method codes of `shaders/ode.wgsl` (`METHOD_*` in integrate.wgsl, and
+/// `ODE_METHOD_ADAPTIVE`).
+const METHOD_EULER: u32 = 0;
+const METHOD_HEUN: u32 = 1;
+const METHOD_RK4: u32 = 2;
+const METHOD_ADAPTIVE: u32 = 3;
+
+/// Uniform block of `shaders/ode.wgsl`. Keep in sync with `OdeUniform` there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct OdeUniform {
+    /// Trajectories in this chunk.
+    pub n_traj: u32,
+    /// Sequences bound in `x` (the chunk's sequence block).
+    pub seqs: u32,
+    /// T.
+    pub steps: u32,
+    /// Method code (0 Euler, 1 Heun, 2 RK4, 3 adaptive).
+    pub method: u32,
+    /// Sub-steps per segment (fixed-step methods).
+    pub substeps: u32,
+    /// Adaptive: step attempts per segment.
+    pub max_steps: u32,
+    /// Workgroups along x.
+    pub grid_x: u32,
+    /// Padding.
+    pub _pad0: u32,
+    /// Pulse width.
+    pub tau: f32,
+    /// Rest after each pulse.
+    pub rest: f32,
+    /// Volts per unit input.
+    pub v_scale: f32,
+    /// Adaptive: relative tolerance.
+    pub rtol: f32,
+    /// Adaptive: absolute tolerance.
+    pub atol: f32,
+    /// Padding to 64 bytes.
+    pub _pad1: [u32; 3],
+}
+
+/// The integrators the GPU kernel runs: everything but `exact`.
+pub const GPU_INTEGRATORS: &str = "euler, heun, rk4, adaptive";
+
+/// The GPU engine of the continuous-time models.
+pub struct GpuOdeEngine {
+    ctx: Arc<GpuContext>,
+    pipelines: Mutex<HashMap<Model, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl GpuOdeEngine {
+    /// An engine on `ctx`; pipelines are compiled on first use of each model.
+    pub fn new(ctx: Arc<GpuContext>) -> Self {
+        Self {
+            ctx,
+            pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The shared context.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// What this engine runs on.
+    pub fn info(&self) -> BackendInfo {
+        let i = self.ctx.adapter_info();
+        BackendInfo {
+            backend: "gpu".into(),
+            precision: "f32".into(),
+            adapter: i.name.clone(),
+            adapter_type: format!("{:?}", i.device_type),
+            api: format!("{:?}", i.backend),
+        }
+    }
+
+    fn pipeline(&self, model: Model) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = map.get(&model) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(self.ctx.pipeline(shaders::ode_kernel(model))?);
+        map.insert(model, p.clone());
+        Ok(p)
+    }
+
+    /// Integrates every trajectory of `x` (`[seqs, steps]`) under every
+    /// parameter set of `spec` in f32 (see [`crate::engine::ode`]). `chunk`
+    /// bounds the trajectories per dispatch (tests force it tiny). The `exact`
+    /// integrator is CPU-only: it is refused with an error naming the ones the
+    /// GPU runs.
+    pub fn run(
+        &self,
+        x: &[f32],
+        seqs: usize,
+        steps: usize,
+        spec: &OdeSpec,
+        chunk: Option<usize>,
+    ) -> Result<Features> {
+        check_inputs(x, seqs, steps)?;
+        spec.check()?;
+        if chunk == Some(0) {
+            return Err(Error::invalid("chunk", 0, "at least 1"));
+        }
+        let (method, substeps, rtol, atol, max_steps) = match spec.integrator {
+            Integrator::Euler { substeps } => (METHOD_EULER, substeps, 0.0, 0.0, 0),
+            Integrator::Heun { substeps } => (METHOD_HEUN, substeps, 0.0, 0.0, 0),
+            Integrator::Rk4 { substeps } => (METHOD_RK4, substeps, 0.0, 0.0, 0),
+            Integrator::Adaptive(o) => (METHOD_ADAPTIVE, 0, o.rtol, o.atol, o.max_steps),
+            Integrator::Exact => {
+                return Err(Error::invalid(
+                    "integrator on the gpu backend",
+                    "exact",
+                    format!(
+                        "one of {GPU_INTEGRATORS} (the Lambert-W solution runs on the cpu backend only)"
+                    ),
+                ));
+            }
+        };
+        let pipeline = self.pipeline(spec.model)?;
+        let ctx = &*self.ctx;
+        let dev = &ctx.device;
+        let (p_all, t) = (spec.sets(), steps);
+        let lim = ChunkLimits::for_shape(ctx.limits(), t, MAX_PARAMS as u64, false, chunk);
+        let chunks = plan_chunks(p_all, seqs, lim);
+        let max_n = chunks.iter().map(Chunk::len).max().unwrap_or(1);
+        let max_rows = chunks.iter().map(|c| c.seqs.len()).max().unwrap_or(1);
+        let max_sets = chunks.iter().map(|c| c.sets.len()).max().unwrap_or(1);
+        let t64 = t as u64;
+
+        // Parameters padded to MAX_PARAMS per set, as `OdeParams` in the shader.
+        let n_par = spec.model.params().len();
+        let mut params = vec![0f32; p_all * MAX_PARAMS];
+        for p in 0..p_all {
+            for (j, &v) in spec.set(p).iter().enumerate() {
+                params[p * MAX_PARAMS + j] = v as f32;
+            }
+        }
+        debug_assert!(n_par <= MAX_PARAMS);
+        let w0: Vec<f32> = spec.w0.iter().map(|&v| v as f32).collect();
+
+        let cp = wgpu::BufferUsages::COPY_DST;
+        let src = wgpu::BufferUsages::COPY_SRC;
+        let x_buf = storage(dev, "ode x", max_rows as u64 * t64 * 4, cp);
+        let p_buf = storage(dev, "ode params", (max_sets * MAX_PARAMS) as u64 * 4, cp);
+        let w0_buf = storage(dev, "ode w0", max_sets as u64 * 4, cp);
+        let out_buf = storage(dev, "ode out", max_n as u64 * t64 * 4, src);
+        let st_buf = storage(dev, "ode status", max_n as u64 * 4, src);
+        let out_stage = staging(dev, "ode out staging", max_n as u64 * t64 * 4);
+        let st_stage = staging(dev, "ode status staging", max_n as u64 * 4);
+        let uni_buf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("ode uniform"),
+            contents: bytemuck::bytes_of(&OdeUniform::default()),
+            usage: wgpu::BufferUsages::UNIFORM | cp,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> =
+            [&uni_buf, &x_buf, &p_buf, &w0_buf, &out_buf, &st_buf]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("ode bind group"),
+            layout: &layout,
+            entries: &entries,
+        });
+
+        let mut f = Features::default();
+        prepare_features(&mut f, p_all, seqs, t);
+        let mut words = vec![0u32; max_n];
+        let max_wg = ctx.limits().max_compute_workgroups_per_dimension.max(1);
+        let mut x_uploaded: Option<Range<usize>> = None;
+        for c in &chunks {
+            let n = c.len();
+            if x_uploaded.as_ref() != Some(&c.seqs) {
+                let xs = &x[c.seqs.start * t..c.seqs.end * t];
+                ctx.queue.write_buffer(&x_buf, 0, bytemuck::cast_slice(xs));
+                x_uploaded = Some(c.seqs.clone());
+            }
+            let pr = c.sets.start * MAX_PARAMS..c.sets.end * MAX_PARAMS;
+            ctx.queue
+                .write_buffer(&p_buf, 0, bytemuck::cast_slice(&params[pr]));
+            ctx.queue.write_buffer(
+                &w0_buf,
+                0,
+                bytemuck::cast_slice(&w0[c.sets.start..c.sets.end]),
+            );
+            let n_wg = (n as u64).div_ceil(ODE_WORKGROUP_SIZE as u64);
+            let grid_x = n_wg.min(max_wg as u64) as u32;
+            let grid_y = n_wg.div_ceil(grid_x as u64);
+            if grid_y > max_wg as u64 {
+                return Err(Error::Gpu(format!(
+                    "chunk of {n} trajectories needs {n_wg} workgroups, beyond {max_wg}^2"
+                )));
+            }
+            let uni = OdeUniform {
+                n_traj: n as u32,
+                seqs: c.seqs.len() as u32,
+                steps: t as u32,
+                method,
+                substeps,
+                max_steps,
+                grid_x,
+                tau: spec.pulse.tau as f32,
+                rest: spec.pulse.rest as f32,
+                v_scale: spec.pulse.v_scale as f32,
+                rtol: rtol as f32,
+                atol: atol as f32,
+                ..Default::default()
+            };
+            ctx.queue
+                .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+            let out_bytes = n as u64 * t64 * 4;
+            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("ode compute"),
+            });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("ode pass"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind, &[]);
+                pass.dispatch_workgroups(grid_x, grid_y as u32, 1);
+            }
+            enc.copy_buffer_to_buffer(&out_buf, 0, &out_stage, 0, out_bytes);
+            enc.copy_buffer_to_buffer(&st_buf, 0, &st_stage, 0, n as u64 * 4);
+            ctx.queue.submit([enc.finish()]);
+            // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
+            let first = c.sets.start * seqs + c.seqs.start;
+            ctx.read_buffer(
+                &out_stage,
+                out_bytes,
+                bytemuck::cast_slice_mut(&mut f.w[first * t..(first + n) * t]),
+            )?;
+            ctx.read_buffer(
+                &st_stage,
+                n as u64 * 4,
+                bytemuck::cast_slice_mut(&mut words[..n]),
+            )?;
+            for (j, &word) in words[..n].iter().enumerate() {
+                f.status[first + j] = (word >> 30) as u8;
+                let step = word & 0x3fff_ffff;
+                f.first_bad[first + j] = if step == 0x3fff_ffff { u32::MAX } else { step };
+            }
+        }
+        Ok(f)
+    }
+}
