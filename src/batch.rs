@@ -233,14 +233,14 @@ impl<'a> Batch<'a> {
                 "a finite number (inputs are normally scaled to [0, 1])",
             ));
         }
-        if let Some(t) = params.steps() {
-            if t != steps {
-                return Err(Error::invalid(
-                    "per-step parameter length T",
-                    t,
-                    format!("{steps}, the input's T"),
-                ));
-            }
+        if let Some(t) = params.steps()
+            && t != steps
+        {
+            return Err(Error::invalid(
+                "per-step parameter length T",
+                t,
+                format!("{steps}, the input's T"),
+            ));
         }
         Ok(Self {
             x,

@@ -146,7 +146,7 @@ pub fn encode(samples: &[f32], sample_shape: &[usize], enc: Encoding) -> Result<
         (Encoding::VoxelSlices, [d, h, w]) => (*w, *h, *d),
         (Encoding::VoxelSlices, _) => return Err(rank_err("[D, H, W] (a voxel grid)")),
     };
-    if samples.len() % len != 0 {
+    if !samples.len().is_multiple_of(len) {
         return Err(Error::invalid(
             "input length",
             samples.len(),

@@ -58,7 +58,7 @@ fn parse_size(s: &str) -> Result<usize, Error> {
         .trim()
         .parse()
         .map_err(|_| Error::invalid("--sizes", s, "numbers such as 1000 or 1e6"))?;
-    if !(v >= 1.0 && v <= 1e10 && v.fract() == 0.0) {
+    if !((1.0..=1e10).contains(&v) && v.fract() == 0.0) {
         return Err(Error::invalid("--sizes", s, "whole numbers in [1, 1e10]"));
     }
     Ok(v as usize)

@@ -139,10 +139,10 @@ fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
         p.readout.l2 = v;
     }
     for (flag, v) in [("--alpha", a.alpha), ("--beta", a.beta)] {
-        if let Some(v) = v {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::invalid(flag, v, "finite and > 0"));
-            }
+        if let Some(v) = v
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(Error::invalid(flag, v, "finite and > 0"));
         }
     }
     p.alpha = a.alpha.unwrap_or(p.alpha);

@@ -200,17 +200,17 @@ pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
     let m = merge(&a.dirs, &a.out)?;
     // A merged sweep gets its heatmap; the plan is rebuilt from the recorded spec.
     let mut heatmap = None;
-    if let Some(man) = memkin::study::runner::read_manifest(&a.out)? {
-        if man.kind == StudyKind::Sweep {
-            // The recorded spec text is TOML or JSON; its format decides the parser.
-            let name = if man.spec.trim_start().starts_with('{') {
-                "spec.json"
-            } else {
-                "spec.toml"
-            };
-            let spec = SweepSpec::from_text(&a.out.join(name), &man.spec)?;
-            heatmap = write_heatmap(&a.out, &Plan::sweep(&spec))?;
-        }
+    if let Some(man) = memkin::study::runner::read_manifest(&a.out)?
+        && man.kind == StudyKind::Sweep
+    {
+        // The recorded spec text is TOML or JSON; its format decides the parser.
+        let name = if man.spec.trim_start().starts_with('{') {
+            "spec.json"
+        } else {
+            "spec.toml"
+        };
+        let spec = SweepSpec::from_text(&a.out.join(name), &man.spec)?;
+        heatmap = write_heatmap(&a.out, &Plan::sweep(&spec))?;
     }
     if a.common.json {
         print_json(

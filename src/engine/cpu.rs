@@ -667,7 +667,7 @@ mod tests {
                 for grad in [false, true] {
                     let opts = RunOptions {
                         sensitivities: grad,
-                        chunk: None,
+                        ..RunOptions::default()
                     };
                     let fast = CpuEngine::fast().run(&batch, &opts).unwrap();
                     let want = CpuEngine::reference().run(&batch, &opts).unwrap();

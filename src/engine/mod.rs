@@ -123,12 +123,11 @@ pub fn select(choice: BackendChoice, precision: Precision) -> Result<Box<dyn Eng
             Ok(Box::new(gpu::GpuEngine::new(std::sync::Arc::new(ctx))?))
         }
         BackendChoice::Auto => {
-            if precision == Precision::F32 {
-                if let Ok(ctx) = gpu::GpuContext::new() {
-                    if !ctx.is_software() {
-                        return Ok(Box::new(gpu::GpuEngine::new(std::sync::Arc::new(ctx))?));
-                    }
-                }
+            if precision == Precision::F32
+                && let Ok(ctx) = gpu::GpuContext::new()
+                && !ctx.is_software()
+            {
+                return Ok(Box::new(gpu::GpuEngine::new(std::sync::Arc::new(ctx))?));
             }
             Ok(Box::new(cpu::CpuEngine::new(precision)))
         }

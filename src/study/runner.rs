@@ -802,13 +802,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome> {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let mut lines = text.split_inclusive('\n');
-        if let Some(h) = lines.next().filter(|h| h.ends_with('\n')) {
-            if h.trim_end_matches('\n') != head {
-                return Err(Error::bad_file(
-                    &path,
-                    format!("columns differ from `{head}`"),
-                ));
-            }
+        if let Some(h) = lines.next().filter(|h| h.ends_with('\n'))
+            && h.trim_end_matches('\n') != head
+        {
+            return Err(Error::bad_file(
+                &path,
+                format!("columns differ from `{head}`"),
+            ));
         }
         for line in lines {
             // A torn last line (no newline) of an unfinished shard is not a row.

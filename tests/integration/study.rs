@@ -48,7 +48,7 @@ impl Evaluator for Toy {
         self.calls += 1;
         self.evaluated.push(p.index);
         let s: f64 = p.params.iter().map(|(_, v)| v.sin()).sum();
-        let other = if p.index % 5 == 0 {
+        let other = if p.index.is_multiple_of(5) {
             f64::NAN
         } else {
             (p.seed % 1000) as f64 / 7.0
