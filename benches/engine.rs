@@ -9,9 +9,9 @@
 //! is synchronised inside). Throughput is reported per trajectory-step.
 //!
 //! Environment:
-//! - `MEMKIN_BENCH_QUICK=1` shrinks the sizes so that
-//!   `cargo test --release --benches` (criterion runs each bench once) takes
-//!   seconds: a smoke test of every bench.
+//! - `MEMKIN_BENCH_QUICK=1`, or running under `cargo test` (the benches are
+//!   `test = true` targets: criterion runs each once), shrinks the sizes so
+//!   the run takes seconds: a smoke test of every bench.
 //! - With no GPU adapter the gpu group is skipped with a note on stderr; with
 //!   `MEMKIN_REQUIRE_GPU=1` a missing adapter is a failure.
 
@@ -27,8 +27,10 @@ use std::time::Duration;
 /// Steps per trajectory: one MNIST row (the paper's image encoding).
 const STEPS: usize = 28;
 
+/// Small sizes when MEMKIN_BENCH_QUICK=1, or when run as a test (`cargo test`
+/// runs each bench once without `--bench`): a smoke test of every bench.
 fn quick() -> bool {
-    std::env::var("MEMKIN_BENCH_QUICK").is_ok_and(|v| v == "1")
+    std::env::var("MEMKIN_BENCH_QUICK").is_ok_and(|v| v == "1") || !std::env::args().any(|a| a == "--bench")
 }
 
 /// Trajectory counts: a cache-resident batch and a memory-bound one.
