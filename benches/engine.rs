@@ -30,7 +30,8 @@ const STEPS: usize = 28;
 /// Small sizes when MEMKIN_BENCH_QUICK=1, or when run as a test (`cargo test`
 /// runs each bench once without `--bench`): a smoke test of every bench.
 fn quick() -> bool {
-    std::env::var("MEMKIN_BENCH_QUICK").is_ok_and(|v| v == "1") || !std::env::args().any(|a| a == "--bench")
+    std::env::var("MEMKIN_BENCH_QUICK").is_ok_and(|v| v == "1")
+        || !std::env::args().any(|a| a == "--bench")
 }
 
 /// Trajectory counts: a cache-resident batch and a memory-bound one.

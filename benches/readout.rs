@@ -11,7 +11,8 @@ use memkin::readout::{ReadoutKind, Rng, TrainConfig, Trainer, train};
 /// Small sizes when MEMKIN_BENCH_QUICK=1, or when run as a test (`cargo test`
 /// runs each bench once without `--bench`): a smoke test of every bench.
 fn quick() -> bool {
-    std::env::var("MEMKIN_BENCH_QUICK").is_ok_and(|v| v == "1") || !std::env::args().any(|a| a == "--bench")
+    std::env::var("MEMKIN_BENCH_QUICK").is_ok_and(|v| v == "1")
+        || !std::env::args().any(|a| a == "--bench")
 }
 
 /// Random features in [0, 1) with labels that depend on them (so training does

@@ -66,15 +66,9 @@ impl Default for BenchConfig {
 /// (a fixed SplitMix64 stream) under alpha = 0.7, beta = 1.0 (the paper's learned
 /// MNIST values: stable for x in [0, 1]).
 pub fn workload(n: usize, t: usize) -> (Vec<f32>, DeviceParams) {
-    let mut state = 0x5EED_u64;
+    let mut rng = crate::study::rng::SplitMix64::new(0x5EED);
     let x = (0..n * t)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-        })
+        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
         .collect();
     let params = DeviceParams::scalar(&[(0.7, 1.0)], 1.0).expect("valid constants");
     (x, params)

@@ -43,39 +43,12 @@ impl Point {
     }
 }
 
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+use super::rng::SPLITMIX64_GAMMA as GOLDEN;
 const STREAM_PARAMS: u64 = 0x5041_5241_4D53_0001; // "PARAMS" + stream 1
 const STREAM_SEED: u64 = 0x5345_4544_0000_0002; // "SEED" + stream 2
 
-/// SplitMix64's output function (a bijective 64-bit mixer).
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// SplitMix64: a tiny, fast, statistically sound generator, used here keyed
-/// per point so that any point can be drawn without drawing the others.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a raw state.
-    pub fn new(state: u64) -> Self {
-        Self(state)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN);
-        mix(self.0)
-    }
-
-    /// A uniform variate in `[0, 1)` with 53 random bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-}
+pub use super::rng::SplitMix64;
+use super::rng::splitmix64_mix as mix;
 
 fn key(seed: u64, stream: u64, index: usize) -> u64 {
     mix(mix(seed ^ stream).wrapping_add((index as u64).wrapping_mul(GOLDEN)))
