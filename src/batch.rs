@@ -196,6 +196,36 @@ impl DeviceParams {
     }
 }
 
+/// Checks an input block: `x` is `[seqs, steps]` row-major, finite, with
+/// `1 <= T < 2^30` (the shaders pack the first bad step into 30 bits).
+pub fn check_inputs(x: &[f32], seqs: usize, steps: usize) -> Result<()> {
+    if seqs == 0 || steps == 0 {
+        return Err(Error::invalid(
+            "input shape",
+            format!("[{seqs}, {steps}]"),
+            "S >= 1 and T >= 1",
+        ));
+    }
+    if steps >= (1 << 30) {
+        return Err(Error::invalid("T", steps, "< 2^30"));
+    }
+    if x.len() != seqs * steps {
+        return Err(Error::invalid(
+            "input length",
+            x.len(),
+            format!("{seqs} x {steps} = {}", seqs * steps),
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            format!("input[{}, {}]", i / steps, i % steps),
+            x[i],
+            "a finite number (inputs are normally scaled to [0, 1])",
+        ));
+    }
+    Ok(())
+}
+
 /// A batch: `S` sequences of `T` steps crossed with the parameter sets.
 #[derive(Clone, Copy, Debug)]
 pub struct Batch<'a> {
@@ -209,30 +239,7 @@ impl<'a> Batch<'a> {
     /// Checks shapes and values: `x` is `[seqs, steps]` row-major and finite; per-step
     /// parameters must have the same `T`.
     pub fn new(x: &'a [f32], seqs: usize, steps: usize, params: &'a DeviceParams) -> Result<Self> {
-        if seqs == 0 || steps == 0 {
-            return Err(Error::invalid(
-                "input shape",
-                format!("[{seqs}, {steps}]"),
-                "S >= 1 and T >= 1",
-            ));
-        }
-        if steps >= (1 << 30) {
-            return Err(Error::invalid("T", steps, "< 2^30"));
-        }
-        if x.len() != seqs * steps {
-            return Err(Error::invalid(
-                "input length",
-                x.len(),
-                format!("{seqs} x {steps} = {}", seqs * steps),
-            ));
-        }
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(
-                format!("input[{}, {}]", i / steps, i % steps),
-                x[i],
-                "a finite number (inputs are normally scaled to [0, 1])",
-            ));
-        }
+        check_inputs(x, seqs, steps)?;
         if let Some(t) = params.steps()
             && t != steps
         {

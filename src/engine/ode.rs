@@ -112,34 +112,7 @@ fn prefix_set(p: usize, e: Error) -> Error {
     }
 }
 
-/// Checks the input block: `x` is `[seqs, steps]` and finite.
-pub fn check_inputs(x: &[f32], seqs: usize, steps: usize) -> Result<()> {
-    if seqs == 0 || steps == 0 {
-        return Err(Error::invalid(
-            "input shape",
-            format!("[{seqs}, {steps}]"),
-            "S >= 1 and T >= 1",
-        ));
-    }
-    if steps >= (1 << 30) {
-        return Err(Error::invalid("T", steps, "< 2^30"));
-    }
-    if x.len() != seqs * steps {
-        return Err(Error::invalid(
-            "input length",
-            x.len(),
-            format!("{seqs} x {steps} = {}", seqs * steps),
-        ));
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::invalid(
-            format!("input[{}, {}]", i / steps, i % steps),
-            x[i],
-            "a finite number (inputs are normally scaled to [0, 1])",
-        ));
-    }
-    Ok(())
-}
+pub use crate::batch::check_inputs;
 
 /// Shapes `f` for `sets x seqs x steps` trajectories.
 pub(crate) fn prepare_features(f: &mut Features, sets: usize, seqs: usize, steps: usize) {

@@ -193,6 +193,22 @@ impl GpuContext {
         Ok(pipeline)
     }
 
+    /// The 2-D workgroup grid `(x, y)` covering `n` invocations in workgroups of
+    /// `wg`: x up to the per-dimension limit, y as many rows as needed (the
+    /// shaders linearise `wid.y * grid_x + wid.x` and idle the excess).
+    pub fn grid(&self, n: usize, wg: u32) -> Result<(u32, u32)> {
+        let max_wg = self.limits.max_compute_workgroups_per_dimension.max(1) as u64;
+        let n_wg = (n as u64).div_ceil(wg as u64).max(1);
+        let x = n_wg.min(max_wg);
+        let y = n_wg.div_ceil(x);
+        if y > max_wg {
+            return Err(Error::Gpu(format!(
+                "{n} invocations need {n_wg} workgroups, beyond {max_wg}^2"
+            )));
+        }
+        Ok((x as u32, y as u32))
+    }
+
     /// Blocks until the queue is idle.
     pub fn wait(&self) -> Result<()> {
         self.device

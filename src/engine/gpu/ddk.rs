@@ -3,9 +3,9 @@
 
 use super::context::GpuContext;
 use super::shaders;
+use crate::Result;
 use crate::batch::{Batch, Features};
 use crate::engine::{BackendInfo, Engine, RunOptions};
-use crate::{Error, Result};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -389,7 +389,6 @@ impl Engine for GpuEngine {
             ..Default::default()
         };
         let mut status_words = vec![0u32; max_n];
-        let max_wg = ctx.limits().max_compute_workgroups_per_dimension.max(1);
         let mut x_uploaded: Option<Range<usize>> = None;
         for c in &chunks {
             let n = c.len();
@@ -409,14 +408,7 @@ impl Engine for GpuEngine {
                 0,
                 bytemuck::cast_slice(&w0[c.sets.start * g..c.sets.end * g]),
             );
-            let n_wg = (n as u64).div_ceil(DDK_WORKGROUP_SIZE as u64);
-            let grid_x = n_wg.min(max_wg as u64) as u32;
-            let grid_y = n_wg.div_ceil(grid_x as u64);
-            if grid_y > max_wg as u64 {
-                return Err(Error::Gpu(format!(
-                    "chunk of {n} trajectories needs {n_wg} workgroups, beyond {max_wg}^2"
-                )));
-            }
+            let (grid_x, grid_y) = ctx.grid(n, DDK_WORKGROUP_SIZE)?;
             let uni = DdkUniform {
                 n_traj: n as u32,
                 seqs: c.seqs.len() as u32,

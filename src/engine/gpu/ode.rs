@@ -194,7 +194,6 @@ impl GpuOdeEngine {
         let mut f = Features::default();
         prepare_features(&mut f, p_all, seqs, t);
         let mut words = vec![0u32; max_n];
-        let max_wg = ctx.limits().max_compute_workgroups_per_dimension.max(1);
         let mut x_uploaded: Option<Range<usize>> = None;
         for c in &chunks {
             let n = c.len();
@@ -211,14 +210,7 @@ impl GpuOdeEngine {
                 0,
                 bytemuck::cast_slice(&w0[c.sets.start..c.sets.end]),
             );
-            let n_wg = (n as u64).div_ceil(ODE_WORKGROUP_SIZE as u64);
-            let grid_x = n_wg.min(max_wg as u64) as u32;
-            let grid_y = n_wg.div_ceil(grid_x as u64);
-            if grid_y > max_wg as u64 {
-                return Err(Error::Gpu(format!(
-                    "chunk of {n} trajectories needs {n_wg} workgroups, beyond {max_wg}^2"
-                )));
-            }
+            let (grid_x, grid_y) = ctx.grid(n, ODE_WORKGROUP_SIZE)?;
             let uni = OdeUniform {
                 n_traj: n as u32,
                 seqs: c.seqs.len() as u32,
