@@ -3,6 +3,7 @@
 
 mod bench;
 mod devices;
+mod mc;
 mod run;
 mod simulate;
 
@@ -27,6 +28,8 @@ enum Command {
     Devices(devices::Args),
     /// Measure trajectory-steps per second of each backend across batch sizes.
     Bench(bench::Args),
+    /// Device-variability Monte Carlo: accuracy over random device draws (a spec).
+    Mc(mc::Args),
 }
 
 /// Flags every command has.
@@ -57,6 +60,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Mc(a) => mc::run(a),
     }
 }
 

@@ -21,7 +21,8 @@
 //! | key | default | meaning | range |
 //! |---|---|---|---|
 //! | `dataset` | required | a named dataset or a path | non-empty |
-//! | `readout` | `ridge` | `ridge`, `softmax` or `mlp` | |
+//! | `readout` | sweep: `ridge`; mc: the dataset's (the paper's MLP) | `ridge`, `softmax` or `mlp` | |
+//! | `model` | mc only, none | a readout saved by `memkin run --save-model`, evaluated instead of training one (path relative to the spec's folder); excludes `readout`, `hidden`, `epochs`, `alpha`, `beta` | a file |
 //! | `seed` | 0 | the study seed; every point's seed derives from it and the point's index | u64 |
 //! | `hidden` | readout's | hidden units of the MLP readout | >= 1 |
 //! | `epochs` | readout's | training epochs (softmax, MLP) | >= 1 |
@@ -305,9 +306,11 @@ pub struct McSpec {
     /// The study seed (default 0).
     #[serde(default)]
     pub seed: u64,
-    /// The readout (default ridge).
-    #[serde(default)]
-    pub readout: ReadoutKind,
+    /// The readout (default: the dataset's protocol, the paper's MLP).
+    pub readout: Option<ReadoutKind>,
+    /// A readout saved by `memkin run --save-model` (a path, relative to the
+    /// spec's folder): evaluated instead of training one.
+    pub model: Option<PathBuf>,
     /// MLP hidden units.
     pub hidden: Option<usize>,
     /// Training epochs.
@@ -679,6 +682,21 @@ impl McSpec {
             ("shards", self.shards),
         ] {
             check_count(key, v, l)?;
+        }
+        if self.model.is_some() {
+            let fixed = [
+                ("readout", self.readout.is_some()),
+                ("hidden", self.hidden.is_some()),
+                ("epochs", self.epochs.is_some()),
+                ("alpha", self.alpha.is_some()),
+                ("beta", self.beta.is_some()),
+            ];
+            if let Some((key, _)) = fixed.iter().find(|f| f.1) {
+                return Err(format!(
+                    "{}{key}: fixed by the model file (`model` is set): remove one of the two",
+                    at(l, key)
+                ));
+            }
         }
         for (key, v) in [("alpha", self.alpha), ("beta", self.beta)] {
             if let Some(x) = v.filter(|x| !(x.is_finite() && *x > 0.0)) {
