@@ -109,7 +109,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             && m.shard.as_ref().map(|s| (s.index, s.count)) == shard
     });
     if !done {
-        let ds = data::load(&spec.dataset, data::data_dir(a.data_dir.as_deref()).as_deref())?;
+        let ds = data::load(
+            &spec.dataset,
+            data::data_dir(a.data_dir.as_deref()).as_deref(),
+        )?;
         let engine = select(a.backend.backend, Precision::F32)?;
         let info = engine.info();
         let setup = Progress::new(&format!("mc {}: set-up", ds.name), 0, true);

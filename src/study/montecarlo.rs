@@ -7,7 +7,14 @@
 //!    `memkin run --save-model` file). Its training features, and those of
 //!    every step before the draws, come from the CPU engine whatever the
 //!    study's backend, so the readout under test, and with it every draw's
-//!    accuracy, does not depend on the backend.
+//!    accuracy, does not depend on the backend. By default it reads the raw
+//!    kinetics features, as the chip's readout does (spec key `standardize`,
+//!    default false): a standardised readout divides each feature by its
+//!    spread over the training set, and features that are constant at the
+//!    nominal device (the blank border rows of MNIST: `w[k]` then depends on
+//!    alpha alone) have a spread of 0, floored at 1e-8; a shared device whose
+//!    alpha moves by 0.01 then moves those inputs by 1e6 and the accuracy
+//!    falls to chance (measured: MNIST 0.10 over 50 paper draws).
 //! 2. Optionally the readout is fine-tuned with the noise in the loop (see
 //!    [`Nonideal::fine_tune_epochs`]); both readouts are then scored on every
 //!    draw (columns `test_accuracy`, before, and `test_accuracy_tuned`, after).
@@ -135,7 +142,7 @@ impl Conductance {
             if noisy {
                 let i = offset + j;
                 let (z0, z1) = stream.normal_pair(draw, (i / 2) as u32, purpose::CONDUCTANCE, 0);
-                let z = if i % 2 == 0 { z0 } else { z1 };
+                let z = if i.is_multiple_of(2) { z0 } else { z1 };
                 g += self.noise_mean + self.noise_std * z;
             }
             *v = (g.clamp(self.g_min, self.g_max) - c) / s;
@@ -216,14 +223,12 @@ impl Nonideal {
     }
 
     fn check(&self) -> Result<()> {
-        if let Some(c) = &self.conductance {
-            if c.g_max <= c.g_min {
-                return Err(Error::invalid(
-                    "variability.g_min, g_max",
-                    format!("[{}, {}]", c.g_min, c.g_max),
-                    "g_min < g_max (defaults 40 and 300)",
-                ));
-            }
+        if let Some(c) = self.conductance.as_ref().filter(|c| c.g_max <= c.g_min) {
+            return Err(Error::invalid(
+                "variability.g_min, g_max",
+                format!("[{}, {}]", c.g_min, c.g_max),
+                "g_min < g_max (defaults 40 and 300)",
+            ));
         }
         Ok(())
     }
@@ -288,10 +293,12 @@ pub fn sample_devices(
             g,
             purpose::BETA,
         )?);
-        d.stuck.push(v.stuck_fraction > 0.0 && {
-            let r = stream.at(draw, g, purpose::STUCK, 0);
-            uniform_f64(r[0], r[1]) < v.stuck_fraction
-        });
+        d.stuck.push(
+            v.stuck_fraction > 0.0 && {
+                let r = stream.at(draw, g, purpose::STUCK, 0);
+                uniform_f64(r[0], r[1]) < v.stuck_fraction
+            },
+        );
     }
     Ok(d)
 }
@@ -431,10 +438,7 @@ impl SavedModel {
             _ => Error::io(path, e),
         })?;
         let raw: RawModel = serde_json::from_str(&text).map_err(|e| {
-            Error::bad_file(
-                path,
-                format!("not a `memkin run --save-model` file: {e}"),
-            )
+            Error::bad_file(path, format!("not a `memkin run --save-model` file: {e}"))
         })?;
         if raw.memkin_model != 1 {
             return Err(Error::bad_file(
@@ -658,7 +662,13 @@ impl McEvaluator {
                 if s.dataset != ds.name {
                     return Err(Error::invalid(
                         "model",
-                        format!("{} (trained on {})", model_path.as_ref().map_or(String::new(), |p| p.display().to_string()), s.dataset),
+                        format!(
+                            "{} (trained on {})",
+                            model_path
+                                .as_ref()
+                                .map_or(String::new(), |p| p.display().to_string()),
+                            s.dataset
+                        ),
                         format!("a model trained on the spec's dataset `{}`", ds.name),
                     ));
                 }
@@ -687,6 +697,7 @@ impl McEvaluator {
                 if let Some(e) = spec.epochs {
                     proto.readout.epochs = e;
                 }
+                proto.readout.standardize = spec.standardize.unwrap_or(false);
                 proto.alpha = spec.alpha.unwrap_or(proto.alpha);
                 proto.beta = spec.beta.unwrap_or(proto.beta);
                 proto.readout.check()?;
@@ -707,7 +718,10 @@ impl McEvaluator {
             None => {
                 say("training the readout at the nominal parameters");
                 let tick = |r: &EpochReport| {
-                    say(&format!("training: epoch {}, loss {:.4}", r.epoch, r.train_loss))
+                    say(&format!(
+                        "training: epoch {}, loss {:.4}",
+                        r.epoch, r.train_loss
+                    ))
                 };
                 let out = evaluate_split(&cpu, &split, &proto, Some(&tick))?;
                 let Some(t) = out.trained else {
@@ -730,7 +744,13 @@ impl McEvaluator {
             return Err(Error::invalid(
                 "model",
                 format!("{} input features", trained.n_features),
-                format!("{} ({} sequences x {} steps per sample of {})", test.n_features(), test.encoded.seqs_per_sample, test.encoded.steps, ds.name),
+                format!(
+                    "{} ({} sequences x {} steps per sample of {})",
+                    test.n_features(),
+                    test.encoded.seqs_per_sample,
+                    test.encoded.steps,
+                    ds.name
+                ),
             ));
         }
         let devices = if v.per_channel {
@@ -1037,10 +1057,16 @@ impl McEvaluator {
 
 impl Evaluator for McEvaluator {
     fn metric_names(&self) -> Vec<String> {
-        let mut m: Vec<String> = ["alpha", "beta", "stuck", "diverged_fraction", "test_accuracy"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut m: Vec<String> = [
+            "alpha",
+            "beta",
+            "stuck",
+            "diverged_fraction",
+            "test_accuracy",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if self.readouts.len() > 1 {
             m.push("test_accuracy_tuned".into());
         }
@@ -1103,9 +1129,9 @@ pub struct Stats {
 /// table up to 30, then the Cornish-Fisher expansion (error < 1e-4).
 pub fn t_quantile_975(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
     ];
     if df == 0 {
         return f64::NAN;
@@ -1159,7 +1185,10 @@ impl Stats {
 
 /// The keys `memkin mc` records in the manifest (and so finds again after a
 /// resume or a merge): the nominal set-up and the backend.
-pub fn manifest_extra(nominal: &Nominal, backend: &crate::engine::BackendInfo) -> serde_json::Value {
+pub fn manifest_extra(
+    nominal: &Nominal,
+    backend: &crate::engine::BackendInfo,
+) -> serde_json::Value {
     serde_json::json!({
         "nominal": nominal,
         "backend": backend.backend,
@@ -1177,7 +1206,10 @@ pub fn write_report(dir: &Path) -> Result<serde_json::Value> {
     let table = ResultsTable::read(&dir.join(&m.results))?;
     let col = |name: &str| table.column(name);
     let before = col("test_accuracy").ok_or_else(|| {
-        Error::bad_file(dir.join(&m.results), "no test_accuracy column: not a memkin mc study")
+        Error::bad_file(
+            dir.join(&m.results),
+            "no test_accuracy column: not a memkin mc study",
+        )
     })?;
     let after = col("test_accuracy_tuned");
     let nominal = m.extra.get("nominal").cloned().unwrap_or_default();
@@ -1332,15 +1364,24 @@ mod tests {
             ..v
         };
         let d = sample_devices(&s, 5, 2, 0.7, 1.0, &off).unwrap();
-        assert_eq!((d.alpha, d.beta, d.stuck), (vec![0.7; 2], vec![1.0; 2], vec![false; 2]));
+        assert_eq!(
+            (d.alpha, d.beta, d.stuck),
+            (vec![0.7; 2], vec![1.0; 2], vec![false; 2])
+        );
     }
 
     #[test]
     fn failed_samples_count_as_wrong_and_do_not_vote() {
         let y = [0, 1, 1, 0];
         let pred = [0, 1, 1, 1];
-        assert_eq!(accuracy_with_failures(&pred, &[false; 4], &y, None, 2), 0.75);
-        assert_eq!(accuracy_with_failures(&pred, &[true, false, false, false], &y, None, 2), 0.5);
+        assert_eq!(
+            accuracy_with_failures(&pred, &[false; 4], &y, None, 2),
+            0.75
+        );
+        assert_eq!(
+            accuracy_with_failures(&pred, &[true, false, false, false], &y, None, 2),
+            0.5
+        );
         // Groups 7 = {0, 1} (label 0) and 9 = {2, 3} (label 1); ties go to class 0.
         let g = [7, 7, 9, 9];
         let y = [0, 0, 1, 1];

@@ -22,7 +22,8 @@
 //! |---|---|---|---|
 //! | `dataset` | required | a named dataset or a path | non-empty |
 //! | `readout` | sweep: `ridge`; mc: the dataset's (the paper's MLP) | `ridge`, `softmax` or `mlp` | |
-//! | `model` | mc only, none | a readout saved by `memkin run --save-model`, evaluated instead of training one (path relative to the spec's folder); excludes `readout`, `hidden`, `epochs`, `alpha`, `beta` | a file |
+//! | `standardize` | mc only, false | standardise the readout's input features (false: the raw kinetics features, as on the chip and in the paper; true: as `memkin run` does, but a shared-device drift then moves near-constant features by up to 1/1e-8 of their tiny spread) | bool |
+//! | `model` | mc only, none | a readout saved by `memkin run --save-model`, evaluated instead of training one (path relative to the spec's folder); excludes `readout`, `hidden`, `epochs`, `standardize`, `alpha`, `beta` | a file |
 //! | `seed` | 0 | the study seed; every point's seed derives from it and the point's index | u64 |
 //! | `hidden` | readout's | hidden units of the MLP readout | >= 1 |
 //! | `epochs` | readout's | training epochs (softmax, MLP) | >= 1 |
@@ -315,6 +316,9 @@ pub struct McSpec {
     pub hidden: Option<usize>,
     /// Training epochs.
     pub epochs: Option<usize>,
+    /// Standardise the readout's input features (default false: raw
+    /// kinetics features, as on the chip).
+    pub standardize: Option<bool>,
     /// Use only the first N training samples.
     pub train_subset: Option<usize>,
     /// Use only the first N test samples.
@@ -688,6 +692,7 @@ impl McSpec {
                 ("readout", self.readout.is_some()),
                 ("hidden", self.hidden.is_some()),
                 ("epochs", self.epochs.is_some()),
+                ("standardize", self.standardize.is_some()),
                 ("alpha", self.alpha.is_some()),
                 ("beta", self.beta.is_some()),
             ];
