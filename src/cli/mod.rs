@@ -5,6 +5,7 @@ mod bench;
 mod data;
 mod devices;
 mod fit;
+mod mc;
 mod run;
 mod simulate;
 mod sweep;
@@ -38,6 +39,8 @@ enum Command {
     Bench(bench::Args),
     /// Fit a device model's parameters to a measured pulse-response trace (CSV).
     Fit(fit::Args),
+    /// Device-variability Monte Carlo: accuracy over random device draws (a spec).
+    Mc(mc::Args),
 }
 
 /// Flags every command has.
@@ -72,6 +75,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Sweep(a) => sweep::run(a),
         Command::Merge(a) => sweep::run_merge(a),
         Command::Fit(a) => fit::run(a),
+        Command::Mc(a) => mc::run(a),
     }
 }
 

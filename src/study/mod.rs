@@ -6,6 +6,8 @@
 //!   [`plan::Point`]), per-point seeds, and contiguous shards
 //!   ([`plan::shard_range`], [`plan::resolve_shard`] with Slurm and Kubernetes
 //!   fallbacks).
+//! - [`montecarlo`]: device-variability Monte Carlo (`memkin mc`): device
+//!   draws, conductance-mapped readouts, [`montecarlo::McEvaluator`], summaries.
 //! - [`runner`]: evaluator-agnostic execution: [`runner::run_study`] appends
 //!   one durable CSV row per finished point, resumes after any kill, and
 //!   [`runner::merge`] joins shard directories into one, checking they come
@@ -41,6 +43,7 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+pub mod montecarlo;
 pub mod plan;
 pub mod rng;
 pub mod runner;

@@ -60,6 +60,10 @@ pub mod purpose {
     pub const READ_NOISE: u32 = 4;
     /// Train/test shuffles and other bookkeeping.
     pub const SHUFFLE: u32 = 5;
+    /// Whether a device is stuck (host side, Monte Carlo).
+    pub const STUCK: u32 = 6;
+    /// Programming noise of readout weights stored as conductances (host side).
+    pub const CONDUCTANCE: u32 = 7;
 }
 
 /// `(hi, lo)` words of the 64-bit product `a * b`.

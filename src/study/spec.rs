@@ -21,7 +21,9 @@
 //! | key | default | meaning | range |
 //! |---|---|---|---|
 //! | `dataset` | required | a named dataset or a path | non-empty |
-//! | `readout` | `ridge` | `ridge`, `softmax` or `mlp` | |
+//! | `readout` | sweep: `ridge`; mc: the dataset's (the paper's MLP) | `ridge`, `softmax` or `mlp` | |
+//! | `standardize` | mc only, false | standardise the readout's input features (false: the raw kinetics features, as on the chip and in the paper; true: as `memkin run` does, but a shared-device drift then moves near-constant features by up to 1/1e-8 of their tiny spread) | bool |
+//! | `model` | mc only, none | a readout saved by `memkin run --save-model`, evaluated instead of training one (path relative to the spec's folder); excludes `readout`, `hidden`, `epochs`, `standardize`, `alpha`, `beta` | a file |
 //! | `seed` | 0 | the study seed; every point's seed derives from it and the point's index | u64 |
 //! | `hidden` | readout's | hidden units of the MLP readout | >= 1 |
 //! | `epochs` | readout's | training epochs (softmax, MLP) | >= 1 |
@@ -305,13 +307,18 @@ pub struct McSpec {
     /// The study seed (default 0).
     #[serde(default)]
     pub seed: u64,
-    /// The readout (default ridge).
-    #[serde(default)]
-    pub readout: ReadoutKind,
+    /// The readout (default: the dataset's protocol, the paper's MLP).
+    pub readout: Option<ReadoutKind>,
+    /// A readout saved by `memkin run --save-model` (a path, relative to the
+    /// spec's folder): evaluated instead of training one.
+    pub model: Option<PathBuf>,
     /// MLP hidden units.
     pub hidden: Option<usize>,
     /// Training epochs.
     pub epochs: Option<usize>,
+    /// Standardise the readout's input features (default false: raw
+    /// kinetics features, as on the chip).
+    pub standardize: Option<bool>,
     /// Use only the first N training samples.
     pub train_subset: Option<usize>,
     /// Use only the first N test samples.
@@ -679,6 +686,22 @@ impl McSpec {
             ("shards", self.shards),
         ] {
             check_count(key, v, l)?;
+        }
+        if self.model.is_some() {
+            let fixed = [
+                ("readout", self.readout.is_some()),
+                ("hidden", self.hidden.is_some()),
+                ("epochs", self.epochs.is_some()),
+                ("standardize", self.standardize.is_some()),
+                ("alpha", self.alpha.is_some()),
+                ("beta", self.beta.is_some()),
+            ];
+            if let Some((key, _)) = fixed.iter().find(|f| f.1) {
+                return Err(format!(
+                    "{}{key}: fixed by the model file (`model` is set): remove one of the two",
+                    at(l, key)
+                ));
+            }
         }
         for (key, v) in [("alpha", self.alpha), ("beta", self.beta)] {
             if let Some(x) = v.filter(|x| !(x.is_finite() && *x > 0.0)) {

@@ -3,6 +3,7 @@
 mod common;
 mod data;
 mod engine;
+mod mc;
 mod models;
 mod ode;
 mod paper;

@@ -1,0 +1,168 @@
+//! `memkin mc`: device-variability Monte Carlo over a spec (see
+//! `memkin::study::montecarlo` for the model and `examples/mc/` for specs).
+
+use super::{BackendArg, print_json};
+use memkin::data;
+use memkin::engine::{Precision, select};
+use memkin::report::progress::Progress;
+use memkin::study::montecarlo::{McEvaluator, McOptions, manifest_extra, write_report};
+use memkin::study::plan::{Plan, parse_shard, resolve_shard};
+use memkin::study::runner::{Study, StudyKind, merge, read_manifest, run_study, spec_sha256};
+use memkin::study::spec::{McSpec, read_spec_text};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `memkin mc`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The study spec (TOML, or JSON by extension).
+    #[arg(required_unless_present = "merge")]
+    spec: Option<PathBuf>,
+    /// The study directory: draws.csv, summary.json, histogram.png, manifest.json.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    backend: BackendArg,
+    /// Run only shard I of N (0-based), e.g. 0/4; default from MEMKIN_SHARD,
+    /// Slurm or Kubernetes (see `memkin::study::plan::resolve_shard`).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Continue an interrupted study in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Merge these shard directories into --out (instead of running a spec).
+    #[arg(long, num_args = 1.., conflicts_with_all = ["spec", "shard", "resume"])]
+    merge: Vec<PathBuf>,
+    /// Where the named datasets live (default: $MEMKIN_DATA).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seed of every random choice (default: the spec's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print one JSON object (the summary) on stdout, nothing else there.
+    #[arg(long)]
+    json: bool,
+}
+
+fn show(summary: &serde_json::Value, json: bool) {
+    if json {
+        print_json(summary);
+        return;
+    }
+    let f = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    let ci = summary
+        .get("ci95")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            format!(
+                ", 95% CI of the mean [{:.4}, {:.4}]",
+                a[0].as_f64().unwrap_or(f64::NAN),
+                a[1].as_f64().unwrap_or(f64::NAN)
+            )
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "{}: test accuracy over {} draws: mean {:.4}, std {:.4}{ci}, min {:.4}, p5 {:.4}, median {:.4}, p95 {:.4}, max {:.4}; nominal {:.4}",
+        summary["dataset"].as_str().unwrap_or("?"),
+        summary["n"],
+        f("mean"),
+        f("std"),
+        f("min"),
+        f("p5"),
+        f("p50"),
+        f("p95"),
+        f("max"),
+        f("nominal"),
+    );
+    if let Some(a) = summary.get("after").filter(|a| !a.is_null()) {
+        eprintln!(
+            "  after fine-tuning: mean {:.4}, std {:.4}; nominal {:.4}",
+            a["mean"].as_f64().unwrap_or(f64::NAN),
+            a["std"].as_f64().unwrap_or(f64::NAN),
+            f("nominal_after"),
+        );
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    if !a.merge.is_empty() {
+        merge(&a.merge, &a.out)?;
+        let summary = write_report(&a.out)?;
+        show(&summary, a.json);
+        return Ok(());
+    }
+    let spec_path = a.spec.clone().expect("clap requires SPEC without --merge");
+    let text = read_spec_text(&spec_path)?;
+    let mut spec = McSpec::from_text(&spec_path, &text)?;
+    if let Some(s) = a.seed {
+        spec.seed = s;
+    }
+    let cli_shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    let shard = resolve_shard(cli_shard, spec.shards)?;
+    let plan = Plan::monte_carlo(&spec);
+    // A finished study of this spec and shard: only the report is redone.
+    let done = read_manifest(&a.out)?.is_some_and(|m| {
+        m.status == "complete"
+            && m.spec_sha256 == spec_sha256(&text)
+            && m.plan_sha256 == plan.digest()
+            && m.shard.as_ref().map(|s| (s.index, s.count)) == shard
+    });
+    if !done {
+        let ds = data::load(
+            &spec.dataset,
+            data::data_dir(a.data_dir.as_deref()).as_deref(),
+        )?;
+        let engine = select(a.backend.backend, Precision::F32)?;
+        let info = engine.info();
+        let setup = Progress::new(&format!("mc {}: set-up", ds.name), 0, true);
+        let say = |m: &str| setup.message(m);
+        let mut evaluator = McEvaluator::new(
+            &spec,
+            &ds,
+            engine,
+            &McOptions {
+                progress: Some(&say),
+                ..McOptions::default()
+            },
+        )?;
+        setup.finish();
+        let n = evaluator.nominal();
+        if !a.json {
+            eprintln!(
+                "{}: {} at alpha {}, beta {}: nominal test accuracy {:.4} on {} samples ({:.1} s); {} draws in batches of {} on {} ({})",
+                n.dataset,
+                n.readout,
+                n.alpha,
+                n.beta,
+                n.accuracy,
+                n.n_test,
+                start.elapsed().as_secs_f64(),
+                spec.draws,
+                n.batch,
+                info.adapter,
+                info.backend
+            );
+        }
+        let study = Study {
+            dir: &a.out,
+            kind: StudyKind::MonteCarlo,
+            spec_text: &text,
+            plan: &plan,
+            shard,
+            resume: a.resume,
+            progress: true,
+            manifest_extra: manifest_extra(n, &info),
+        };
+        let outcome = run_study(&study, &mut evaluator)?;
+        if !a.json {
+            eprintln!(
+                "{} draws evaluated in {:.2} s ({} done before)",
+                outcome.evaluated, outcome.seconds, outcome.already_done
+            );
+        }
+    }
+    let summary = write_report(&a.out)?;
+    show(&summary, a.json);
+    Ok(())
+}
