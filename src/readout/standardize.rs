@@ -4,9 +4,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// Smallest standard deviation used for scaling: a constant feature is centred
-/// (to 0) instead of being divided by zero.
-pub const STD_FLOOR: f64 = 1e-8;
+/// A feature whose standard deviation is at most `STD_FLOOR * max(|mean|, 1)`
+/// is constant over the training set: it carries no information there, and
+/// the readout never learns a weight for it, so it is dropped (mapped to 0
+/// whatever its value; recorded as `std = 0`). Dividing by its tiny spread
+/// instead would turn a 1e-2 drift of a device parameter into a 1e5-sigma
+/// input, and merely centring it would feed the drift through untrained
+/// weights (both failures seen in the Monte Carlo studies, where a shared
+/// device's alpha moves the blank border rows of MNIST). The threshold is
+/// relative because f32 features carry rounding noise of ~1e-7 of their size.
+pub const STD_FLOOR: f64 = 1e-5;
 
 /// Checks that `x` holds `n` rows of `f` finite values.
 ///
@@ -50,7 +57,8 @@ pub fn check_features(x: &[f32], n: usize, f: usize) -> Result<()> {
 pub struct Standardizer {
     /// Mean of each feature over the fitting rows.
     pub mean: Vec<f64>,
-    /// Population standard deviation of each feature, floored at [`STD_FLOOR`].
+    /// Population standard deviation of each feature; 0 marks a constant,
+    /// dropped feature (see [`STD_FLOOR`]).
     pub std: Vec<f64>,
 }
 
@@ -86,7 +94,15 @@ impl Standardizer {
         );
         let std = var
             .into_iter()
-            .map(|s| (s / n as f64).sqrt().max(STD_FLOOR))
+            .zip(&mean)
+            .map(|(s, m)| {
+                let sd = (s / n as f64).sqrt();
+                if sd <= STD_FLOOR * m.abs().max(1.0) {
+                    0.0
+                } else {
+                    sd
+                }
+            })
             .collect();
         Ok(Standardizer { mean, std })
     }
@@ -97,6 +113,14 @@ impl Standardizer {
             mean: vec![0.0; f],
             std: vec![1.0; f],
         }
+    }
+
+    /// The multiplier of each centred feature: `1 / std`, or 0 for a dropped one.
+    fn scales(&self) -> Vec<f64> {
+        self.std
+            .iter()
+            .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
+            .collect()
     }
 
     /// Number of features.
@@ -112,7 +136,7 @@ impl Standardizer {
         let f = self.n_features();
         assert_eq!(x.len(), out.len(), "transform_into: length mismatch");
         assert_eq!(x.len() % f, 0, "transform_into: not a multiple of {f}");
-        let scale: Vec<f64> = self.std.iter().map(|s| 1.0 / s).collect();
+        let scale = self.scales();
         // Compiled for the widest SIMD available (see `pulp`).
         pulp::Arch::new().dispatch(
             #[inline(always)]
@@ -131,7 +155,7 @@ impl Standardizer {
     pub fn transform_in_place(&self, x: &mut [f32]) {
         let f = self.n_features();
         assert_eq!(x.len() % f, 0, "transform_in_place: not a multiple of {f}");
-        let scale: Vec<f64> = self.std.iter().map(|s| 1.0 / s).collect();
+        let scale = self.scales();
         pulp::Arch::new().dispatch(
             #[inline(always)]
             || {
@@ -155,9 +179,10 @@ impl Standardizer {
     /// features in place: `dL/dx = dL/dz / std` (the mean does not matter).
     pub fn backprop_in_place(&self, grad: &mut [f32]) {
         let f = self.n_features();
+        let scale = self.scales();
         for row in grad.chunks_exact_mut(f) {
-            for (g, s) in row.iter_mut().zip(&self.std) {
-                *g = (*g as f64 / s) as f32;
+            for (g, s) in row.iter_mut().zip(&scale) {
+                *g = (*g as f64 * s) as f32;
             }
         }
     }
@@ -171,8 +196,14 @@ mod tests {
     fn constant_feature_is_centred_not_blown_up() {
         let x = [1.0f32, 5.0, 3.0, 5.0];
         let s = Standardizer::fit(&x, 2, 2).unwrap();
-        assert_eq!(s.std[1], STD_FLOOR);
+        assert_eq!(s.std[1], 0.0);
         assert_eq!(s.transform(&x), vec![-1.0, 0.0, 1.0, 0.0]);
+        // A drift on a feature that was constant in training is ignored.
+        assert_eq!(s.transform(&[3.0, 5.01])[1], 0.0);
+        // Rounding noise on a constant is still constant.
+        let y = [2.0f32, 2.0000002, 2.0, 1.9999998];
+        let s = Standardizer::fit(&y, 4, 1).unwrap();
+        assert_eq!(s.std[0], 0.0);
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! |---|---|---|---|
 //! | `dataset` | required | a named dataset or a path | non-empty |
 //! | `readout` | sweep: `ridge`; mc: the dataset's (the paper's MLP) | `ridge`, `softmax` or `mlp` | |
-//! | `standardize` | mc only, false | standardise the readout's input features (false: the raw kinetics features, as on the chip and in the paper; true: as `memkin run` does, but a shared-device drift then moves near-constant features by up to 1/1e-8 of their tiny spread) | bool |
+//! | `standardize` | mc only, false | standardise the readout's input features as `memkin run` does (true), or read the raw kinetics features as the chip does (false: far more robust to a shared device's drift, see `study::montecarlo`) | bool |
 //! | `model` | mc only, none | a readout saved by `memkin run --save-model`, evaluated instead of training one (path relative to the spec's folder); excludes `readout`, `hidden`, `epochs`, `standardize`, `alpha`, `beta` | a file |
 //! | `seed` | 0 | the study seed; every point's seed derives from it and the point's index | u64 |
 //! | `hidden` | readout's | hidden units of the MLP readout | >= 1 |

@@ -444,7 +444,7 @@ impl Engine for GpuEngine {
                 });
                 pass.set_pipeline(&self.pipeline);
                 pass.set_bind_group(0, bind, &[]);
-                pass.dispatch_workgroups(grid_x, grid_y as u32, 1);
+                pass.dispatch_workgroups(grid_x, grid_y, 1);
             }
             if let Some((qs, resolve, stage)) = &timer {
                 enc.resolve_query_set(qs, 0..2, resolve, 0);

@@ -239,7 +239,7 @@ impl GpuOdeEngine {
                 });
                 pass.set_pipeline(&pipeline);
                 pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(grid_x, grid_y as u32, 1);
+                pass.dispatch_workgroups(grid_x, grid_y, 1);
             }
             enc.copy_buffer_to_buffer(&out_buf, 0, &out_stage, 0, out_bytes);
             enc.copy_buffer_to_buffer(&st_buf, 0, &st_stage, 0, n as u64 * 4);
