@@ -29,8 +29,9 @@
 //! of the shard is done, the CSV is rewritten atomically in plan order if it is
 //! not already (it always is unless a batch evaluator reorders), and the
 //! manifest is marked complete. Floats are written with Rust's shortest
-//! round-trip form (`0.1`, `1e-7`, `NaN`, `inf`), so rows are byte-identical
-//! whichever machine or shard computed them.
+//! round-trip form (`0.1`, `1e-7`, `NaN`, `inf`), so the rows of a deterministic
+//! evaluator are byte-identical whichever machine or shard computed them (a
+//! wall-time metric such as the sweep's `seconds` is the one exception).
 //!
 //! # Rules
 //!
@@ -744,7 +745,7 @@ pub struct MergeOutcome {
 /// Merges shard directories of one study into `out`: checks that every
 /// shard comes from the same spec and plan (sha256), that their rows cover
 /// every point exactly once, then writes `out/<results>.csv` in plan order
-/// (byte-identical to an unsharded run's) and `out/manifest.json` (the
+/// (what an unsharded run writes, wall-time metrics aside) and `out/manifest.json` (the
 /// study's, unsharded and complete, with each shard's manifest under
 /// `merged_from`). Missing points are reported per shard, with a hint to
 /// resume it. Rerunning a merge rewrites the same files.
