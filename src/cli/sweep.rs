@@ -2,14 +2,17 @@
 
 use super::{BackendArg, Common, print_json};
 use memkin::data;
+use memkin::engine::BackendChoice;
+use memkin::engine::gpu::{GpuContext, GpuOdeEngine};
 use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, encode_protocol};
 use memkin::readout::{ReadoutKind, TrainConfig};
 use memkin::report::plot::{Heatmap, heatmap_png, sample_curve};
+use memkin::study::kinetics::Kinetics;
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
 use memkin::study::runner::{ResultsTable, Study, StudyKind, merge, run_study};
 use memkin::study::spec::{self, SweepSpec};
-use memkin::study::sweep::{SWEEP_PARAMS, SweepEvaluator};
+use memkin::study::sweep::SweepEvaluator;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `memkin sweep`.
@@ -75,9 +78,44 @@ fn readout_config(spec: &SweepSpec) -> TrainConfig {
 pub fn run(a: Args) -> anyhow::Result<()> {
     // Everything that can be wrong with the spec fails here, before any work.
     let spec = SweepSpec::from_path(&a.spec)?;
-    let known: Vec<&str> = SWEEP_PARAMS.iter().map(|p| p.0).collect();
-    spec.check_params(&known)?;
     let spec_text = spec::read_spec_text(&a.spec)?;
+    let engine = select(a.backend.backend, Precision::F32)?;
+    let in_spec = |e: memkin::Error| -> memkin::Error {
+        match e {
+            memkin::Error::InvalidParameter {
+                field,
+                value,
+                expected,
+            } => memkin::Error::Spec {
+                path: a.spec.clone(),
+                message: format!("{field} = {value}: {expected}"),
+            },
+            other => other,
+        }
+    };
+    let continuous = spec
+        .model
+        .as_ref()
+        .and_then(|m| m.name.as_deref())
+        .is_some_and(|n| n != "ddk");
+    let ode_gpu = match (continuous, a.backend.backend) {
+        (false, _) | (true, BackendChoice::Cpu) => None,
+        (true, BackendChoice::Gpu) => {
+            Some(GpuOdeEngine::new(std::sync::Arc::new(GpuContext::new()?)))
+        }
+        (true, BackendChoice::Auto) => GpuContext::new()
+            .ok()
+            .filter(|c| !c.is_software())
+            .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c))),
+    };
+    let kinetics =
+        Kinetics::resolve(spec.model.as_ref(), engine.as_ref(), ode_gpu).map_err(in_spec)?;
+    spec.check_params(&kinetics.param_names())?;
+    let plan = Plan::sweep(&spec);
+    // Every point's parameters in range before any work.
+    for i in 0..plan.len() {
+        kinetics.check_point(&plan.point(i)).map_err(in_spec)?;
+    }
     let shard = resolve_shard(
         a.shard.as_deref().map(parse_shard).transpose()?,
         spec.shards,
@@ -100,13 +138,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
     let (train, test) = encode_protocol(&ds, &proto)?;
-    let engine = select(a.backend.backend, Precision::F32)?;
-    let info = engine.info();
+    let (backend, adapter) = kinetics.describe();
     let batch = spec
         .batch
         .unwrap_or_else(|| SweepEvaluator::batch_for_budget(&train, &test, 256 << 20));
-    let mut eval = SweepEvaluator::new(engine.as_ref(), train, test, ds.n_classes, readout, batch)?;
-    let plan = Plan::sweep(&spec);
+    let mut eval = SweepEvaluator::new(kinetics, train, test, ds.n_classes, readout, batch)?;
     let study = Study {
         dir: &a.out,
         kind: StudyKind::Sweep,
@@ -116,7 +152,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         resume: a.resume,
         progress: true,
         manifest_extra: serde_json::json!({
-            "backend": info.backend, "adapter": info.adapter, "adapter_type": info.adapter_type,
+            "backend": backend, "adapter": adapter,
             "dataset": ds.name, "n_train": ds.n_train(), "n_test": ds.n_test(), "batch": batch,
         }),
     };
@@ -130,7 +166,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "out": outcome.dir, "results": outcome.results, "points": plan.len(),
         "shard": shard.map(|(i, n)| format!("{i}/{n}")), "range": [outcome.range.start, outcome.range.end],
         "already_done": outcome.already_done, "evaluated": outcome.evaluated, "seconds": outcome.seconds,
-        "heatmap": heatmap, "backend": info.backend, "adapter": info.adapter, "seed": spec.seed,
+        "heatmap": heatmap, "backend": backend, "adapter": adapter, "seed": spec.seed,
     });
     if a.common.json {
         print_json(&summary);

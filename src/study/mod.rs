@@ -43,6 +43,7 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+pub mod kinetics;
 pub mod montecarlo;
 pub mod plan;
 pub mod rng;

@@ -238,12 +238,54 @@ pub struct SweepSpec {
     /// Random parameters.
     #[serde(default, deserialize_with = "de_random")]
     pub random: Option<RandomSpec>,
+    /// The device model (default: the paper's discrete DDK map).
+    pub model: Option<ModelTable>,
     /// Line of each key (dotted path, e.g. `grid.alpha`), TOML only.
     #[serde(skip)]
     lines: BTreeMap<String, usize>,
     /// The spec file (for error messages).
     #[serde(skip)]
     path: PathBuf,
+}
+
+/// The `[model]` table of a sweep: which device model computes the features,
+/// integrated how. Absent: the paper's discrete DDK map (parameters alpha,
+/// beta, w0).
+///
+/// | key | meaning | default |
+/// |---|---|---|
+/// | `name` | `ddk` (the discrete map), `ddk-ode`, `diffusive`, `linear-drift` | `ddk` |
+/// | `integrator` | `euler`, `heun`, `rk4`, `adaptive`, `exact` (continuous models) | `rk4` |
+/// | `substeps` | steps per pulse (fixed-step integrators) | 8 |
+/// | `pulse_width`, `rest`, `v_scale` | the pulse protocol | 1, 0, 1 |
+/// | `rtol` | relative tolerance (adaptive) | 1e-6 |
+/// | `w0` | initial state (unless swept) | the model's default |
+/// | `set` | fixed parameters, e.g. `{ v_read = 0.1 }` (the model's names) | the model's defaults |
+///
+/// The swept parameters are the model's (its table in `memkin::model`) and `w0`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelTable {
+    /// Model name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Integrator name.
+    pub integrator: Option<String>,
+    /// Steps per pulse.
+    pub substeps: Option<u32>,
+    /// Pulse width.
+    pub pulse_width: Option<f64>,
+    /// Rest after each pulse.
+    pub rest: Option<f64>,
+    /// Pulse amplitude per unit input.
+    pub v_scale: Option<f64>,
+    /// Relative tolerance of the adaptive integrator.
+    pub rtol: Option<f64>,
+    /// Initial state.
+    pub w0: Option<f64>,
+    /// Fixed parameter values by name.
+    #[serde(default)]
+    pub set: BTreeMap<String, f64>,
 }
 
 /// Device-to-device and cycle-to-cycle variability of a Monte Carlo study

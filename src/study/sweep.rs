@@ -7,21 +7,17 @@
 //! any trajectory diverges (`beta x > 2 sqrt(alpha)`) trains no readout: its
 //! accuracies are NaN and `diverged_fraction` says how many trajectories failed.
 
+use super::kinetics::Kinetics;
 use super::plan::Point;
 use super::runner::Evaluator;
-use crate::batch::{Batch, DeviceParams};
-use crate::engine::{Engine, RunOptions};
+use crate::Result;
 use crate::pipeline::Side;
 use crate::readout::{self, TrainConfig};
-use crate::{Error, Result};
 use std::time::Instant;
-
-/// The parameters a sweep may vary, with their defaults.
-pub const SWEEP_PARAMS: &[(&str, f64)] = &[("alpha", 0.7), ("beta", 1.0), ("w0", 1.0)];
 
 /// Evaluates sweep points.
 pub struct SweepEvaluator<'a> {
-    engine: &'a dyn Engine,
+    kinetics: Kinetics<'a>,
     train: Side,
     test: Side,
     n_classes: usize,
@@ -32,7 +28,7 @@ pub struct SweepEvaluator<'a> {
 impl<'a> SweepEvaluator<'a> {
     /// An evaluator over encoded `train`/`test` sides; `batch` points share a dispatch.
     pub fn new(
-        engine: &'a dyn Engine,
+        kinetics: Kinetics<'a>,
         train: Side,
         test: Side,
         n_classes: usize,
@@ -41,7 +37,7 @@ impl<'a> SweepEvaluator<'a> {
     ) -> Result<Self> {
         readout.check()?;
         Ok(Self {
-            engine,
+            kinetics,
             train,
             test,
             n_classes,
@@ -54,34 +50,6 @@ impl<'a> SweepEvaluator<'a> {
     pub fn batch_for_budget(train: &Side, test: &Side, budget: usize) -> usize {
         let per_point = (train.encoded.x.len() + test.encoded.x.len()) * 4;
         (budget / per_point.max(1)).clamp(1, 256)
-    }
-
-    fn params_of(points: &[Point]) -> Result<DeviceParams> {
-        let get = |p: &Point, name: &str, default: f64| p.get(name).unwrap_or(default);
-        let alpha = points
-            .iter()
-            .map(|p| get(p, "alpha", SWEEP_PARAMS[0].1))
-            .collect();
-        let beta = points
-            .iter()
-            .map(|p| get(p, "beta", SWEEP_PARAMS[1].1))
-            .collect();
-        let w0 = points
-            .iter()
-            .map(|p| get(p, "w0", SWEEP_PARAMS[2].1))
-            .collect();
-        DeviceParams::new(points.len(), 1, None, alpha, beta, w0).map_err(|e| match e {
-            Error::InvalidParameter {
-                field,
-                value,
-                expected,
-            } => Error::invalid(
-                format!("sweep point {}: {field}", points[0].index),
-                value,
-                expected,
-            ),
-            other => other,
-        })
     }
 }
 
@@ -108,14 +76,8 @@ impl Evaluator for SweepEvaluator<'_> {
 
     fn evaluate_many(&mut self, points: &[Point]) -> Result<Vec<Vec<f64>>> {
         let start = Instant::now();
-        let params = Self::params_of(points)?;
-        let run = |side: &Side| {
-            let e = &side.encoded;
-            let batch = Batch::new(&e.x, e.seqs, e.steps, &params)?;
-            self.engine.run(&batch, &RunOptions::default())
-        };
-        let ft = run(&self.train)?;
-        let fe = run(&self.test)?;
+        let ft = self.kinetics.run(&self.train, points)?;
+        let fe = self.kinetics.run(&self.test, points)?;
         let shared = start.elapsed().as_secs_f64() / points.len() as f64;
         let (n_tr, n_te, f) = (self.train.n(), self.test.n(), self.train.n_features());
         let mut rows = Vec::with_capacity(points.len());

@@ -175,3 +175,84 @@ fn sweep_spec_typo_fails_before_any_work_naming_the_key_and_line() {
         assert!(!out.exists(), "nothing written before the spec is valid");
     }
 }
+
+/// A sweep over a continuous-time model's own parameters (`[model]` table),
+/// on the CPU and on the GPU backend: same points, same accuracies (the f32 GPU
+/// features differ from the f64 CPU ones by ~1e-6 relative, which may move a
+/// sample across a decision boundary: allow 1% of the test set).
+#[test]
+fn sweep_over_a_continuous_models_parameters_agrees_on_cpu_and_gpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("ode.toml");
+    std::fs::write(
+        &spec,
+        "dataset = \"digits\"\nseed = 1\n[model]\nname = \"ddk-ode\"\nintegrator = \"rk4\"\nsubsteps = 4\npulse_width = 0.5\nrest = 0.5\n[grid]\nalpha = { linspace = [0.2, 1.0, 3] }\nbeta = { logspace = [0.1, 3.0, 3] }\n",
+    )
+    .unwrap();
+    let cpu = tmp.path().join("cpu");
+    let o = sweep(&spec, &cpu, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |d: &Path| -> Vec<Vec<String>> {
+        std::fs::read_to_string(d.join("results.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    let want = read(&cpu);
+    assert_eq!(want.len(), 9);
+    let Some(_) = crate::common::gpu_context() else {
+        return;
+    };
+    let gpu = tmp.path().join("gpu");
+    let o = memkin(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--out",
+        gpu.to_str().unwrap(),
+        "--backend",
+        "gpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (g, w) in read(&gpu).iter().zip(&want) {
+        assert_eq!(g[..4], w[..4], "index, seed, alpha, beta");
+        let (ga, wa): (f64, f64) = (g[5].parse().unwrap(), w[5].parse().unwrap());
+        // Points whose trajectories diverge (RK4 at these steps can overshoot
+        // through w = 0) have no accuracy on either backend.
+        assert_eq!(ga.is_nan(), wa.is_nan(), "divergence differs at {w:?}");
+        assert!(
+            ga.is_nan() || (ga - wa).abs() <= 0.01,
+            "test accuracy {ga} (gpu) vs {wa} (cpu) at {w:?}"
+        );
+    }
+}
+
+#[test]
+fn sweep_rejects_a_models_unknown_or_out_of_range_parameters_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        (
+            "dataset = \"digits\"\n[model]\nname = \"diffusive\"\n[grid]\nlambdaa = { values = [1] }\n",
+            "lambdaa",
+        ),
+        (
+            "dataset = \"digits\"\n[model]\nname = \"diffusive\"\n[grid]\ntau = { values = [-1, 2] }\n",
+            "tau",
+        ),
+        (
+            "dataset = \"digits\"\n[model]\nname = \"difusive\"\n[grid]\ntau = { values = [1] }\n",
+            "difusive",
+        ),
+    ] {
+        let spec = tmp.path().join("bad.toml");
+        std::fs::write(&spec, text).unwrap();
+        let out = tmp.path().join("never");
+        let o = sweep(&spec, &out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(!out.exists());
+    }
+}
