@@ -22,6 +22,7 @@ const PURPOSE_SHUFFLE: u32 = 5u;
 // Host-side purposes (Monte Carlo), listed so the two tables stay one.
 const PURPOSE_STUCK: u32 = 6u;
 const PURPOSE_CONDUCTANCE: u32 = 7u;
+const PURPOSE_PARAM_BASE: u32 = 16u;
 
 const PHILOX_M0: u32 = 0xD2511F53u;
 const PHILOX_M1: u32 = 0xCD9E8D57u;

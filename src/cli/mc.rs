@@ -3,9 +3,13 @@
 
 use super::{BackendArg, print_json};
 use memkin::data;
+use memkin::engine::gpu::{GpuContext, GpuOdeEngine};
+use memkin::engine::{BackendChoice, Engine as _};
 use memkin::engine::{Precision, select};
 use memkin::report::progress::Progress;
-use memkin::study::montecarlo::{McEvaluator, McOptions, manifest_extra, write_report};
+use memkin::study::montecarlo::{
+    McEvaluator, McOptions, manifest_extra, resolve_device, write_report,
+};
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
 use memkin::study::runner::{Study, StudyKind, merge, read_manifest, run_study, spec_sha256};
 use memkin::study::spec::{McSpec, read_spec_text};
@@ -100,6 +104,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let cli_shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let shard = resolve_shard(cli_shard, spec.shards)?;
+    // The device model and its sigma names checked before any work.
+    let in_spec = |e: memkin::Error| -> memkin::Error {
+        match e {
+            memkin::Error::InvalidParameter {
+                field,
+                value,
+                expected,
+            } => {
+                let line = spec
+                    .line(&field)
+                    .or_else(|| field.rsplit_once('.').and_then(|(k, _)| spec.line(k)))
+                    .map(|l| format!("line {l}: "))
+                    .unwrap_or_default();
+                memkin::Error::Spec {
+                    path: spec_path.clone(),
+                    message: format!("{line}{field} = {value}: {expected}"),
+                }
+            }
+            other => other,
+        }
+    };
+    let continuous = resolve_device(&spec).map_err(in_spec)?.is_some();
     let plan = Plan::monte_carlo(&spec);
     // A finished study of this spec and shard: only the report is redone.
     let done = read_manifest(&a.out)?.is_some_and(|m| {
@@ -114,7 +140,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             data::data_dir(a.data_dir.as_deref()).as_deref(),
         )?;
         let engine = select(a.backend.backend, Precision::F32)?;
-        let info = engine.info();
+        let ode_gpu = match (continuous, a.backend.backend) {
+            (false, _) | (true, BackendChoice::Cpu) => None,
+            (true, BackendChoice::Gpu) => {
+                Some(GpuOdeEngine::new(std::sync::Arc::new(GpuContext::new()?)))
+            }
+            (true, BackendChoice::Auto) => GpuContext::new()
+                .ok()
+                .filter(|c| !c.is_software())
+                .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c))),
+        };
+        let info = match (&ode_gpu, continuous) {
+            (Some(g), _) => g.info(),
+            (None, true) => memkin::engine::cpu::CpuEngine::fast().info(),
+            (None, false) => engine.info(),
+        };
         let setup = Progress::new(&format!("mc {}: set-up", ds.name), 0, true);
         let say = |m: &str| setup.message(m);
         let mut evaluator = McEvaluator::new(
@@ -125,7 +165,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 progress: Some(&say),
                 ..McOptions::default()
             },
-        )?;
+        )
+        .map_err(in_spec)?;
+        if let Some(g) = ode_gpu {
+            evaluator.set_ode_gpu(g).map_err(in_spec)?;
+        }
         setup.finish();
         let n = evaluator.nominal();
         if !a.json {

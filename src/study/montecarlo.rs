@@ -77,13 +77,19 @@ use crate::batch::{Batch, DeviceParams};
 use crate::data::Dataset;
 use crate::encode::{Encoded, Encoding};
 use crate::engine::cpu::CpuEngine;
+use crate::engine::gpu::GpuOdeEngine;
+use crate::engine::ode::OdeSpec;
 use crate::engine::{Engine, RunOptions, StepNoise};
+use crate::model::integrate::Integrator;
 use crate::pipeline::{Protocol, Side, encode_protocol, evaluate_split, split_for_repeat};
 use crate::readout::{EpochReport, Model, ReadoutKind, Rng, Trained, Trainer};
+use crate::study::kinetics::Kinetics;
 use crate::study::plan::Point;
-use crate::study::rng::{Stream, purpose, truncated_normal_positive, uniform_f64};
+use crate::study::rng::{
+    Stream, purpose, truncated_normal_positive, truncated_normal_range, uniform_f64,
+};
 use crate::study::runner::{Evaluator, Manifest, ResultsTable, read_manifest};
-use crate::study::spec::{self, McSpec, Variability};
+use crate::study::spec::{self, McModel, McSpec, Variability};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -192,12 +198,165 @@ pub struct Nonideal {
     pub conductance: Option<Conductance>,
     /// Noise-aware fine-tuning epochs (0: none).
     pub fine_tune_epochs: usize,
+    /// A continuous-time model's varied parameters (empty for the map).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub params: Vec<VariedParam>,
+}
+
+/// One varied parameter of a continuous-time model: `N(nominal, sigma^2)`
+/// truncated to the parameter's valid range, counter `[draw, 0, purpose,
+/// attempt]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VariedParam {
+    /// The model's name of the parameter (or `w0`).
+    pub name: String,
+    /// Nominal value.
+    pub nominal: f64,
+    /// Absolute standard deviation.
+    pub sigma: f64,
+    /// Philox purpose word ([`purpose::PARAM_BASE`] + index, or
+    /// [`purpose::W0`]).
+    pub purpose: u32,
+    /// Valid range `(lo, lo_exclusive, hi)`.
+    #[serde(skip)]
+    pub range: (f64, bool, f64),
+}
+
+impl VariedParam {
+    /// This parameter's value in `draw`.
+    pub fn sample(&self, stream: &Stream, draw: u32) -> Result<f64> {
+        truncated_normal_range(
+            stream,
+            self.nominal,
+            self.sigma,
+            self.range,
+            [draw, 0, self.purpose],
+        )
+        .map_err(|e| match e {
+            Error::InvalidParameter {
+                field,
+                value,
+                expected,
+            } => Error::invalid(
+                format!("variability.sigma.{} ({field})", self.name),
+                value,
+                expected,
+            ),
+            o => o,
+        })
+    }
+}
+
+/// The device model of a Monte Carlo spec, resolved and checked against the
+/// `[variability]` table before any work: `None` for the discrete map (its
+/// `sigma` names checked), else the continuous model's template (nominal
+/// values) and its varied parameters.
+pub fn resolve_device(spec: &McSpec) -> Result<Option<(OdeSpec, Vec<VariedParam>)>> {
+    let v = &spec.variability;
+    let table = match &spec.model {
+        Some(McModel::Device(t)) => Some(t),
+        _ => None,
+    };
+    let cpu = CpuEngine::fast();
+    let kinetics = Kinetics::resolve(table, &cpu, None)?;
+    let Kinetics::Ode { template, .. } = kinetics else {
+        if let Some(name) = v
+            .sigma
+            .keys()
+            .find(|k| !["alpha", "beta"].contains(&k.as_str()))
+        {
+            return Err(Error::invalid(
+                format!("variability.sigma.{name}"),
+                v.sigma[name],
+                "a parameter of the discrete map: alpha, beta",
+            ));
+        }
+        for (k, s) in [("alpha", v.sigma_alpha), ("beta", v.sigma_beta)] {
+            if s.is_some() && v.sigma.contains_key(k) {
+                return Err(Error::invalid(
+                    format!("variability.sigma.{k}"),
+                    v.sigma[k],
+                    format!("either sigma_{k} or sigma.{k}, not both"),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let model = template.model;
+    let model_name = model.name();
+    let off = |key: &str, on: bool| {
+        if on {
+            Err(Error::invalid(
+                format!("variability.{key}"),
+                "set",
+                format!(
+                    "absent for the continuous model {model_name} (a discrete-map kernel effect; read_noise, sigma and the conductance keys apply)"
+                ),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    off("cycle_noise", v.cycle_noise.is_some_and(|x| x > 0.0))?;
+    off("stuck_fraction", v.stuck_fraction.is_some_and(|x| x > 0.0))?;
+    off("stuck_w", v.stuck_w.is_some())?;
+    off("per_channel", v.per_channel == Some(true))?;
+    off(
+        "fine_tune_epochs",
+        v.fine_tune_epochs.is_some_and(|x| x > 0),
+    )?;
+    let mut sigma = v.sigma.clone();
+    for (k, s) in [("alpha", v.sigma_alpha), ("beta", v.sigma_beta)] {
+        if let Some(s) = s
+            && sigma.insert(k.to_string(), s).is_some()
+        {
+            return Err(Error::invalid(
+                format!("variability.sigma.{k}"),
+                v.sigma[k],
+                format!("either sigma_{k} or sigma.{k}, not both"),
+            ));
+        }
+    }
+    let specs = model.params();
+    let w0s = model.w0_spec();
+    let names: Vec<&str> = specs.iter().map(|p| p.name).chain(["w0"]).collect();
+    let rel = v.relative.unwrap_or(false);
+    let mut varied = Vec::new();
+    for (name, &s) in &sigma {
+        let (nominal, purpose, ps) = match specs.iter().position(|p| p.name == name.as_str()) {
+            Some(i) => (
+                template.params[i],
+                purpose::PARAM_BASE + i as u32,
+                &specs[i],
+            ),
+            None if name == "w0" => (template.w0[0], purpose::W0, &w0s),
+            None => {
+                return Err(Error::invalid(
+                    format!("variability.sigma.{name}"),
+                    s,
+                    format!("a parameter of {model_name}: {}", names.join(", ")),
+                ));
+            }
+        };
+        varied.push(VariedParam {
+            name: name.clone(),
+            nominal,
+            sigma: if rel { s * nominal.abs() } else { s },
+            purpose,
+            range: (ps.min, ps.min_exclusive, ps.max),
+        });
+    }
+    // Table order, w0 last: the draws.csv columns.
+    varied.sort_by_key(|p| p.purpose.wrapping_sub(purpose::PARAM_BASE));
+    Ok(Some((template, varied)))
 }
 
 impl Nonideal {
-    /// Resolves the spec's table against the nominal `alpha`, `beta`, `w0`.
+    /// Resolves the spec's table against the nominal `alpha`, `beta`, `w0`
+    /// (`sigma = { alpha = .., beta = .. }` as `sigma_alpha`, `sigma_beta`).
     pub fn resolve(v: &Variability, alpha: f64, beta: f64, w0: f64) -> Self {
         let rel = v.relative.unwrap_or(false);
+        let sig = |k: &str, s: Option<f64>| s.or_else(|| v.sigma.get(k).copied()).unwrap_or(0.0);
         let (fa, fb) = if rel { (alpha, beta) } else { (1.0, 1.0) };
         let any_g = v.g_min.is_some()
             || v.g_max.is_some()
@@ -205,8 +364,8 @@ impl Nonideal {
             || v.g_noise_std.is_some()
             || v.quant_bits.is_some();
         Self {
-            sigma_alpha: v.sigma_alpha.unwrap_or(0.0) * fa,
-            sigma_beta: v.sigma_beta.unwrap_or(0.0) * fb,
+            sigma_alpha: sig("alpha", v.sigma_alpha) * fa,
+            sigma_beta: sig("beta", v.sigma_beta) * fb,
             per_channel: v.per_channel.unwrap_or(false),
             cycle_noise: v.cycle_noise.unwrap_or(0.0),
             read_noise: v.read_noise.unwrap_or(0.0),
@@ -220,6 +379,7 @@ impl Nonideal {
                 quant_bits: v.quant_bits,
             }),
             fine_tune_epochs: v.fine_tune_epochs.unwrap_or(0) as usize,
+            params: Vec::new(),
         }
     }
 
@@ -530,6 +690,8 @@ pub struct McEvaluator {
     seed: u64,
     chunk: Option<usize>,
     nominal: Nominal,
+    /// A continuous-time model's kinetics (`None`: the discrete map on `engine`).
+    ode: Option<Kinetics<'static>>,
 }
 
 fn readout_name(t: &Trained) -> String {
@@ -554,6 +716,29 @@ fn first_test(ds: &Dataset, n: usize) -> Dataset {
         groups_test: ds.groups_test.as_ref().map(|g| g[..n].to_vec()),
         ..ds.clone()
     }
+}
+
+/// The point of the nominal device (the template's values).
+fn nominal_point() -> Point {
+    Point {
+        index: 0,
+        params: Vec::new(),
+        seed: 0,
+    }
+}
+
+/// Zeroes the features of failed samples; returns which failed.
+fn zero_failed(w: &mut [f32], status: &[u8], spp: usize, steps: usize) -> Vec<bool> {
+    let bad: Vec<bool> = status
+        .chunks(spp)
+        .map(|c| c.iter().any(|&s| s != 0))
+        .collect();
+    for (i, &b) in bad.iter().enumerate() {
+        if b {
+            w[i * spp * steps..(i + 1) * spp * steps].fill(0.0);
+        }
+    }
+    bad
 }
 
 /// The sub-side of readout samples `idx`.
@@ -648,7 +833,12 @@ impl McEvaluator {
         let cpu = CpuEngine::fast();
         let mut proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
         proto.readout.seed = spec.seed;
-        let model_path = spec.model.as_ref().map(|m| {
+        let device = resolve_device(spec)?;
+        let model_path = spec.model.as_ref().and_then(|m| match m {
+            McModel::File(m) => Some(m),
+            McModel::Device(_) => None,
+        });
+        let model_path = model_path.map(|m| {
             if m.is_absolute() {
                 m.clone()
             } else {
@@ -705,8 +895,15 @@ impl McEvaluator {
                 spec.seed
             }
         };
-        let v = Nonideal::resolve(&spec.variability, proto.alpha, proto.beta, proto.w0);
+        let mut v = Nonideal::resolve(&spec.variability, proto.alpha, proto.beta, proto.w0);
         v.check()?;
+        let ode = device.map(|(template, varied)| {
+            v.params = varied;
+            Kinetics::Ode {
+                template,
+                gpu: None,
+            }
+        });
         let mut split = split_for_repeat(ds, &proto, split_seed, 0)?;
         if let Some(n) = spec.train_subset {
             split = split.subsample_train(n.max(2));
@@ -714,9 +911,41 @@ impl McEvaluator {
         if let Some(n) = spec.test_subset {
             split = first_test(&split, n);
         }
-        let (trained, train_accuracy) = match saved {
-            Some(s) => (s.readout, None),
-            None => {
+        let (trained, train_accuracy) = match (saved, &ode) {
+            (Some(s), _) => (s.readout, None),
+            (None, Some(k)) => {
+                say("training the readout on the nominal device");
+                let (train, _) = encode_protocol(&split, &proto)?;
+                let ft = k.run(&train, &[nominal_point()])?;
+                if ft.status.iter().any(|&s| s != 0) {
+                    return Err(Error::invalid(
+                        "model",
+                        format!(
+                            "{} trajectories fail",
+                            ft.status.iter().filter(|&&s| s != 0).count()
+                        ),
+                        "a nominal device whose training trajectories all integrate (change [model] set or the integrator)",
+                    ));
+                }
+                let tick = |r: &EpochReport| {
+                    say(&format!(
+                        "training: epoch {}, loss {:.4}",
+                        r.epoch, r.train_loss
+                    ))
+                };
+                let t = crate::readout::train(
+                    &ft.w,
+                    train.n(),
+                    train.n_features(),
+                    &train.y,
+                    ds.n_classes,
+                    &proto.readout,
+                    Some(&tick),
+                )?;
+                let acc = t.accuracy(&ft.w, train.n(), &train.y);
+                (t, Some(acc))
+            }
+            (None, None) => {
                 say("training the readout at the nominal parameters");
                 let tick = |r: &EpochReport| {
                     say(&format!(
@@ -777,6 +1006,7 @@ impl McEvaluator {
             stream: Stream::new(spec.seed),
             seed: spec.seed,
             chunk: opts.chunk,
+            ode,
             nominal: Nominal {
                 dataset: ds.name.clone(),
                 readout: String::new(),
@@ -805,6 +1035,27 @@ impl McEvaluator {
         Ok(me)
     }
 
+    /// Runs a continuous model's draws on this GPU engine (the nominal
+    /// readout stays trained on CPU features). A no-op for the discrete map.
+    pub fn set_ode_gpu(&mut self, gpu: GpuOdeEngine) -> Result<()> {
+        if let Some(Kinetics::Ode { template, gpu: g }) = &mut self.ode {
+            if template.integrator == Integrator::Exact {
+                return Err(Error::invalid(
+                    "model.integrator",
+                    "exact",
+                    "euler, heun, rk4 or adaptive on the GPU (exact is CPU-only)",
+                ));
+            }
+            *g = Some(gpu);
+        }
+        Ok(())
+    }
+
+    /// Whether the draws run a continuous-time model.
+    pub fn is_continuous(&self) -> bool {
+        self.ode.is_some()
+    }
+
     /// What the study knows before any draw.
     pub fn nominal(&self) -> &Nominal {
         &self.nominal
@@ -817,6 +1068,17 @@ impl McEvaluator {
 
     /// Accuracy of readout `r` at the nominal device, with no noise at all.
     fn nominal_accuracy(&self, cpu: &CpuEngine, r: usize) -> Result<f64> {
+        if let Some(Kinetics::Ode { template, .. }) = &self.ode {
+            let e = &self.test.encoded;
+            let k = Kinetics::Ode {
+                template: template.clone(),
+                gpu: None,
+            };
+            let mut f = k.run(&self.test, &[nominal_point()])?;
+            let bad = zero_failed(&mut f.w, &f.status, e.seqs_per_sample, e.steps);
+            let pred = self.readouts[r].predict(&f.w, e.samples);
+            return Ok(self.score(&pred, &bad));
+        }
         let n = &self.nominal;
         let g = n.devices_per_draw;
         let d = DeviceDraw {
@@ -994,8 +1256,63 @@ impl McEvaluator {
         Ok(tuned)
     }
 
+    /// Evaluates draws of a continuous model in one kinetics run.
+    fn evaluate_ode(&self, k: &Kinetics<'static>, points: &[Point]) -> Result<Vec<Vec<f64>>> {
+        let v = &self.nominal.variability;
+        let pts: Vec<Point> = points
+            .iter()
+            .map(|p| {
+                let params = v
+                    .params
+                    .iter()
+                    .map(|q| Ok((q.name.clone(), q.sample(&self.stream, p.index as u32)?)))
+                    .collect::<Result<_>>()?;
+                Ok(Point {
+                    index: p.index,
+                    params,
+                    seed: p.seed,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut f = k.run(&self.test, &pts)?;
+        let e = &self.test.encoded;
+        let host = HostSteps {
+            v,
+            stream: &self.stream,
+            seqs_per_sample: e.seqs_per_sample,
+            steps: e.steps,
+        };
+        let shared = DeviceDraw {
+            alpha: vec![self.nominal.alpha],
+            beta: vec![self.nominal.beta],
+            stuck: vec![false],
+        };
+        let per = e.seqs * e.steps;
+        f.w.par_chunks_mut(per)
+            .zip(f.status.par_chunks(e.seqs))
+            .zip(pts.par_iter())
+            .map(|((w, status), p)| {
+                let draw = p.index as u32;
+                let (bad, diverged) = host.apply(draw, &shared, DrawFeatures { w, status });
+                let mut row: Vec<f64> = p.params.iter().map(|q| q.1).collect();
+                row.push(diverged);
+                for r in &self.readouts {
+                    let pred = match &v.conductance {
+                        Some(c) => c.perturb(r, &self.stream, draw).predict(w, e.samples),
+                        None => r.predict(w, e.samples),
+                    };
+                    row.push(self.score(&pred, &bad));
+                }
+                Ok(row)
+            })
+            .collect()
+    }
+
     /// Evaluates draws with consecutive indices in one engine run.
     fn evaluate_run(&self, points: &[Point]) -> Result<Vec<Vec<f64>>> {
+        if let Some(k) = &self.ode {
+            return self.evaluate_ode(k, points);
+        }
         let n = &self.nominal;
         let v = &n.variability;
         let first = points[0].index;
@@ -1058,6 +1375,21 @@ impl McEvaluator {
 
 impl Evaluator for McEvaluator {
     fn metric_names(&self) -> Vec<String> {
+        if self.ode.is_some() {
+            let mut m: Vec<String> = self
+                .nominal
+                .variability
+                .params
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
+            m.push("diverged_fraction".into());
+            m.push("test_accuracy".into());
+            if self.readouts.len() > 1 {
+                m.push("test_accuracy_tuned".into());
+            }
+            return m;
+        }
         let mut m: Vec<String> = [
             "alpha",
             "beta",
@@ -1348,6 +1680,7 @@ mod tests {
             stuck_w: 1.0,
             conductance: None,
             fine_tune_epochs: 0,
+            params: Vec::new(),
         };
         let s = Stream::new(9);
         let a = sample_devices(&s, 5, 28, 0.7, 1.0, &v).unwrap();

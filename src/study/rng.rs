@@ -64,6 +64,9 @@ pub mod purpose {
     pub const STUCK: u32 = 6;
     /// Programming noise of readout weights stored as conductances (host side).
     pub const CONDUCTANCE: u32 = 7;
+    /// Device-to-device variability of a continuous-time model's parameter
+    /// `i` (in the model's table order): purpose `PARAM_BASE + i` (host side).
+    pub const PARAM_BASE: u32 = 16;
 }
 
 /// `(hi, lo)` words of the 64-bit product `a * b`.
@@ -241,6 +244,35 @@ pub fn truncated_normal_positive(
     device: u32,
     purpose: u32,
 ) -> Result<f64> {
+    truncated_normal_range(
+        stream,
+        mean,
+        sigma,
+        (0.0, true, f64::INFINITY),
+        [draw, device, purpose],
+    )
+}
+
+/// [`truncated_normal_positive`] generalised to the range `(lo, hi]`
+/// (`lo_exclusive`) or `[lo, hi]`: `range = (lo, lo_exclusive, hi)`,
+/// `at = [draw, device, purpose]`; the same counters and attempt order, so
+/// `(0, true, inf)` gives exactly [`truncated_normal_positive`]'s values.
+/// `sigma = 0` returns `mean` when it is in the range.
+pub fn truncated_normal_range(
+    stream: &Stream,
+    mean: f64,
+    sigma: f64,
+    range: (f64, bool, f64),
+    at: [u32; 3],
+) -> Result<f64> {
+    let (lo, lo_ex, hi) = range;
+    let [draw, device, purpose] = at;
+    let inside = |v: f64| (if lo_ex { v > lo } else { v >= lo }) && v <= hi;
+    let range_text = format!(
+        "{}{lo}, {hi}{}",
+        if lo_ex { "(" } else { "[" },
+        if hi.is_infinite() { ")" } else { "]" }
+    );
     if !mean.is_finite() {
         return Err(Error::invalid("mean", mean, "finite"));
     }
@@ -248,17 +280,21 @@ pub fn truncated_normal_positive(
         return Err(Error::invalid("sigma", sigma, "finite and >= 0"));
     }
     if sigma == 0.0 {
-        return if mean > 0.0 {
+        return if inside(mean) {
             Ok(mean)
         } else {
-            Err(Error::invalid("mean", mean, "> 0 when sigma = 0"))
+            Err(Error::invalid(
+                "mean",
+                mean,
+                format!("in {range_text} when sigma = 0"),
+            ))
         };
     }
     for j in 0..MAX_TRUNCATED_ATTEMPTS {
         let (z0, z1) = stream.normal_pair(draw, device, purpose, j);
         for z in [z0, z1] {
             let v = mean + sigma * z;
-            if v > 0.0 {
+            if inside(v) {
                 return Ok(v);
             }
         }
@@ -266,7 +302,9 @@ pub fn truncated_normal_positive(
     Err(Error::invalid(
         "mean / sigma",
         mean / sigma,
-        "> -8 (a positive truncated normal needs some mass above 0)",
+        format!(
+            "a normal with some mass in {range_text} (the truncated normal found no value there)"
+        ),
     ))
 }
 

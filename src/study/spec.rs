@@ -305,6 +305,7 @@ pub struct ModelTable {
 /// | `g_noise_mean`, `g_noise_std` | programming noise on the weights | finite; std >= 0 |
 /// | `quant_bits` | weight quantisation | 1 ..= 16 |
 /// | `fine_tune_epochs` | readout epochs retrained on the noisy device | >= 0 |
+/// | `sigma` | spread per parameter by name, e.g. `{ eta = 0.1, tau = 0.5 }` | >= 0 |
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Variability {
@@ -336,6 +337,50 @@ pub struct Variability {
     pub quant_bits: Option<u32>,
     /// Readout fine-tuning epochs on the noisy device.
     pub fine_tune_epochs: Option<u32>,
+    /// Standard deviation per device parameter, by the model's names (e.g.
+    /// `{ eta = 0.1, tau = 0.5 }`; the discrete map: `alpha`, `beta`).
+    #[serde(default)]
+    pub sigma: BTreeMap<String, f64>,
+}
+
+/// The `model` key of a Monte Carlo spec: a saved readout (a string) or the
+/// device model (a `[model]` table, see [`ModelTable`]).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum McModel {
+    /// A readout file written by `memkin run --save-model`.
+    File(PathBuf),
+    /// The device model whose parameters vary.
+    Device(ModelTable),
+}
+
+fn de_mc_model<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<McModel>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<McModel>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a saved readout file (a string) or a [model] table")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(Some(McModel::File(PathBuf::from(v))))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, m: A) -> std::result::Result<Self::Value, A::Error> {
+            ModelTable::deserialize(de::value::MapAccessDeserializer::new(m))
+                .map(|t| Some(McModel::Device(t)))
+        }
+        fn visit_none<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: de::Deserializer<'de>>(
+            self,
+            d: D2,
+        ) -> std::result::Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// A device-variability Monte Carlo study: `memkin mc SPEC`.
@@ -351,9 +396,12 @@ pub struct McSpec {
     pub seed: u64,
     /// The readout (default: the dataset's protocol, the paper's MLP).
     pub readout: Option<ReadoutKind>,
-    /// A readout saved by `memkin run --save-model` (a path, relative to the
-    /// spec's folder): evaluated instead of training one.
-    pub model: Option<PathBuf>,
+    /// `model = "file.json"`: a readout saved by `memkin run --save-model` (a
+    /// path, relative to the spec's folder), evaluated instead of training
+    /// one. `[model]` (a table, as in sweeps): the device model whose
+    /// parameters vary (default: the paper's discrete DDK map).
+    #[serde(default, deserialize_with = "de_mc_model")]
+    pub model: Option<McModel>,
     /// MLP hidden units.
     pub hidden: Option<usize>,
     /// Training epochs.
@@ -729,7 +777,18 @@ impl McSpec {
         ] {
             check_count(key, v, l)?;
         }
-        if self.model.is_some() {
+        if let Some(McModel::Device(t)) = &self.model {
+            let continuous = t.name.as_deref().is_some_and(|n| n != "ddk");
+            for (key, v) in [("alpha", self.alpha), ("beta", self.beta)] {
+                if continuous && v.is_some() {
+                    return Err(format!(
+                        "{}{key}: the discrete map's nominal value; a continuous model's nominal values go in [model] set = {{ .. }}",
+                        at(l, key)
+                    ));
+                }
+            }
+        }
+        if matches!(self.model, Some(McModel::File(_))) {
             let fixed = [
                 ("readout", self.readout.is_some()),
                 ("hidden", self.hidden.is_some()),
@@ -804,6 +863,14 @@ impl Variability {
             "a finite value",
         )?;
         range("g_noise_std", self.g_noise_std, &nonneg, "g_noise_std >= 0")?;
+        for (name, &x) in &self.sigma {
+            range(
+                &format!("sigma.{name}"),
+                Some(x),
+                &nonneg,
+                "a standard deviation >= 0",
+            )?;
+        }
         if let Some(b) = self.quant_bits.filter(|b| !(1..=16).contains(b)) {
             return Err(format!(
                 "{}variability.quant_bits = {b}: expected 1 <= quant_bits <= 16",

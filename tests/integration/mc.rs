@@ -235,3 +235,117 @@ fn the_shipped_example_specs_parse() {
         assert_eq!(spec.variability.g_noise_std, Some(1.14726));
     }
 }
+
+fn memkin(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_memkin"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A continuous model (`[model]` table), two parameters varied by name.
+fn ode_spec(sigma: &str) -> String {
+    format!(
+        "dataset = \"digits\"\ndraws = 4\nseed = 5\nreadout = \"ridge\"\n[model]\nname = \"ddk-ode\"\nintegrator = \"rk4\"\nsubsteps = 2\n[variability]\nsigma = {{ {sigma} }}\nread_noise = 0.01\n"
+    )
+}
+
+fn mc_cli(dir: &Path, text: &str, backend: &str) -> serde_json::Value {
+    let spec = dir.with_extension("toml");
+    std::fs::write(&spec, text).unwrap();
+    let o = memkin(&[
+        "mc",
+        spec.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn mc_over_a_continuous_models_parameters_agrees_on_cpu_and_gpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = ode_spec("alpha = 0.1, beta = 0.3");
+    let c = tmp.path().join("cpu");
+    let sc = mc_cli(&c, &text, "cpu");
+    let tc = table(&c);
+    let (a, b) = (column(&tc, "alpha"), column(&tc, "beta"));
+    assert!(a.iter().all(|&x| x > 0.0) && b.iter().all(|&x| x >= 0.0));
+    assert!(a.windows(2).any(|w| w[0] != w[1]), "{a:?}");
+    assert!(tc.column("stuck").is_none());
+    if crate::common::gpu_context().is_none() {
+        return;
+    }
+    let g = tmp.path().join("gpu");
+    let sg = mc_cli(&g, &text, "gpu");
+    assert_eq!(
+        sc["nominal"], sg["nominal"],
+        "the nominal readout is CPU-trained"
+    );
+    let tg = table(&g);
+    for name in ["index", "seed", "alpha", "beta"] {
+        assert_eq!(column(&tc, name), column(&tg, name), "column {name}");
+    }
+    let (mc, mg) = (sc["mean"].as_f64().unwrap(), sg["mean"].as_f64().unwrap());
+    assert!((mc - mg).abs() <= 0.001, "mean cpu {mc} gpu {mg}");
+}
+
+#[test]
+fn mc_of_a_continuous_model_with_zero_sigma_scores_the_nominal_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = ode_spec("alpha = 0.0, beta = 0.0").replace("read_noise = 0.01\n", "");
+    let d = tmp.path().join("quiet");
+    let s = mc_cli(&d, &text, "cpu");
+    let nominal = s["nominal"].as_f64().unwrap();
+    // Exactly the nominal count of correct samples (the CSV and the JSON
+    // print the same ratio, up to the last digit).
+    for a in column(&table(&d), "test_accuracy") {
+        assert!((a - nominal).abs() < 1e-12, "{a} vs {nominal}");
+    }
+}
+
+#[test]
+fn mc_rejects_unknown_sigma_names_and_map_only_noise_for_continuous_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        (ode_spec("alpha = 0.1, lambdaa = 0.2"), "lambdaa"),
+        (
+            ode_spec("alpha = 0.1").replace("read_noise", "cycle_noise"),
+            "cycle_noise",
+        ),
+        (
+            spec_text(2, "[variability]\nsigma = { alpha = 0.1, eta = 1 }\n"),
+            "eta",
+        ),
+    ] {
+        let spec = tmp.path().join("bad.toml");
+        std::fs::write(&spec, text).unwrap();
+        let out = tmp.path().join("out");
+        let o = memkin(&["mc", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(needle) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+        assert!(!out.exists(), "no work before the check");
+    }
+}
+
+#[test]
+fn sigma_by_name_equals_sigma_alpha_and_beta_for_the_map() {
+    let v = |t: &str| {
+        McSpec::from_text(Path::new("mc.toml"), &spec_text(2, t))
+            .unwrap()
+            .variability
+    };
+    let a = v("[variability]\nsigma_alpha = 0.1\nsigma_beta = 0.2\n");
+    let b = v("[variability]\nsigma = { alpha = 0.1, beta = 0.2 }\n");
+    let ra = memkin::study::montecarlo::Nonideal::resolve(&a, 0.7, 1.0, 1.0);
+    let rb = memkin::study::montecarlo::Nonideal::resolve(&b, 0.7, 1.0, 1.0);
+    assert_eq!(ra, rb);
+}
