@@ -173,12 +173,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         setup.finish();
         let n = evaluator.nominal();
         if !a.json {
+            let device = match spec
+                .model
+                .as_ref()
+                .and_then(|m| m.table())
+                .and_then(|t| t.name.clone())
+                .filter(|n| n != "ddk")
+            {
+                Some(model) => format!("model {model}"),
+                None => format!("alpha {}, beta {}", n.alpha, n.beta),
+            };
             eprintln!(
-                "{}: {} at alpha {}, beta {}: nominal test accuracy {:.4} on {} samples ({:.1} s); {} draws in batches of {} on {} ({})",
+                "{}: {} at {device}: nominal test accuracy {:.4} on {} samples ({:.1} s); {} draws in batches of {} on {} ({})",
                 n.dataset,
                 n.readout,
-                n.alpha,
-                n.beta,
                 n.accuracy,
                 n.n_test,
                 start.elapsed().as_secs_f64(),

@@ -354,6 +354,16 @@ pub enum McModel {
     Device(ModelTable),
 }
 
+impl McModel {
+    /// The `[model]` table, when the spec has one (not a readout file).
+    pub fn table(&self) -> Option<&ModelTable> {
+        match self {
+            McModel::Device(t) => Some(t),
+            McModel::File(_) => None,
+        }
+    }
+}
+
 fn de_mc_model<'de, D: de::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<McModel>, D::Error> {

@@ -234,6 +234,8 @@ fn the_shipped_example_specs_parse() {
         assert_eq!(spec.variability.sigma_alpha, Some(0.0955));
         assert_eq!(spec.variability.g_noise_std, Some(1.14726));
     }
+    let spec = McSpec::from_path(Path::new("examples/mc/digits_diffusive.toml")).unwrap();
+    assert!(spec.variability.sigma.contains_key("tau"));
 }
 
 fn memkin(args: &[&str]) -> std::process::Output {
