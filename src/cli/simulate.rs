@@ -236,21 +236,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let info = engine.info();
     let trajectories = (p * s) as u64;
     let steps = trajectories * t as u64;
-    let summary = serde_json::json!({
-        "backend": info.backend,
-        "precision": info.precision,
-        "adapter": info.adapter,
-        "adapter_type": info.adapter_type,
-        "api": info.api,
-        "trajectories": trajectories,
-        "steps_per_trajectory": t,
-        "steps": steps,
-        "seconds": seconds,
-        "steps_per_second": steps as f64 / seconds.max(1e-12),
-        "status": { "ok": counts[0], "non_positive": counts[1], "non_finite": counts[2] },
-        "seed": a.common.seed,
-        "out": a.out,
-    });
+    let summary = run_summary(
+        &info,
+        trajectories,
+        t,
+        seconds,
+        counts,
+        a.common.seed,
+        &a.out,
+    );
     if a.common.json {
         print_json(&summary);
     } else {
@@ -603,28 +597,26 @@ fn run_ode(a: Args, model: Model) -> anyhow::Result<()> {
         .zip(&spec.params)
         .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
         .collect();
-    let steps_total = (seqs * t) as u64;
-    let summary = serde_json::json!({
+    let mut summary = run_summary(
+        &info,
+        seqs as u64,
+        t,
+        seconds,
+        counts,
+        a.common.seed,
+        &a.out,
+    );
+    let extra = serde_json::json!({
         "model": model.name(),
         "integrator": spec.integrator.name(),
         "substeps": a.ode.substeps.unwrap_or(1),
         "pulse": { "v_scale": spec.pulse.v_scale, "tau": spec.pulse.tau, "rest": spec.pulse.rest },
         "params": params,
         "w0": spec.w0[0],
-        "backend": info.backend,
-        "precision": info.precision,
-        "adapter": info.adapter,
-        "adapter_type": info.adapter_type,
-        "api": info.api,
-        "trajectories": seqs,
-        "steps_per_trajectory": t,
-        "steps": steps_total,
-        "seconds": seconds,
-        "steps_per_second": steps_total as f64 / seconds.max(1e-12),
-        "status": { "ok": counts[0], "non_positive": counts[1], "non_finite": counts[2] },
-        "seed": a.common.seed,
-        "out": a.out,
     });
+    if let (Some(m), serde_json::Value::Object(e)) = (summary.as_object_mut(), extra) {
+        m.extend(e);
+    }
     if a.common.json {
         print_json(&summary);
     } else {
@@ -640,4 +632,33 @@ fn run_ode(a: Args, model: Model) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `--json` object of a simulation: backend, adapter, sizes, throughput
+/// (trajectory-steps per second: one state produced per step), status counts.
+fn run_summary(
+    info: &memkin::engine::BackendInfo,
+    trajectories: u64,
+    t: usize,
+    seconds: f64,
+    counts: [usize; 3],
+    seed: u64,
+    out: &std::path::Path,
+) -> serde_json::Value {
+    let steps = trajectories * t as u64;
+    serde_json::json!({
+        "backend": info.backend,
+        "precision": info.precision,
+        "adapter": info.adapter,
+        "adapter_type": info.adapter_type,
+        "api": info.api,
+        "trajectories": trajectories,
+        "steps_per_trajectory": t,
+        "steps": steps,
+        "seconds": seconds,
+        "steps_per_second": steps as f64 / seconds.max(1e-12),
+        "status": { "ok": counts[0], "non_positive": counts[1], "non_finite": counts[2] },
+        "seed": seed,
+        "out": out,
+    })
 }
