@@ -15,7 +15,7 @@ struct OdeUniform {
     n_traj: u32,    // trajectories in this chunk
     seqs: u32,      // sequences bound in `x`
     steps: u32,     // T
-    method: u32,    // METHOD_EULER, METHOD_HEUN, METHOD_RK4 or ODE_METHOD_ADAPTIVE
+    method: u32,    // METHOD_EULER, METHOD_HEUN, METHOD_RK4, ODE_METHOD_ADAPTIVE or METHOD_EXACT
     substeps: u32,  // sub-steps per segment (fixed-step methods)
     max_steps: u32, // adaptive: attempts per segment
     grid_x: u32,    // workgroups along x (2-D dispatch beyond 65535 workgroups)

@@ -3,7 +3,8 @@
 //
 // Includable (no bindings, no entry points). Concatenate after exactly one
 // shaders/models/<model>.wgsl, which provides model_rhs, model_euler,
-// model_project, model_observe and model_status; parameters travel as
+// model_project, model_observe, model_status and model_exact (the closed form
+// under a constant voltage; NaN for models without one); parameters travel as
 // array<f32, 8>.
 
 // n forward-Euler steps over a segment of length dur at voltage v.
@@ -141,13 +142,22 @@ fn segment_adaptive(s_in: AdaptiveState, v: f32, dur: f32, o: AdaptiveOptions, p
     return s;
 }
 
-// Method codes for pulse_fixed; keep in sync with src/model/integrate.rs `Integrator`.
+// The exact solution over one segment; twin of segment_exact.
+fn segment_exact(w: f32, v: f32, dur: f32, p: array<f32, 8>) -> f32 {
+    return model_project(model_exact(w, v, dur, p), p);
+}
+
+// Method codes for pulse_fixed; keep in sync with src/model/integrate.rs
+// `Integrator` and the METHOD_* constants of src/engine/gpu/ode.rs (3 is the
+// adaptive method, which has its own pulse_adaptive).
 const METHOD_EULER: u32 = 0u;
 const METHOD_HEUN: u32 = 1u;
 const METHOD_RK4: u32 = 2u;
+const METHOD_EXACT: u32 = 4u;
 
 // One pulse (v for tau) and its rest (0 V for rest, skipped when rest = 0) with
-// a fixed-step method; twin of the fixed-step arms of `segment` in integrate.rs.
+// a fixed-step method or the exact solution (n unused); twin of the fixed-step
+// and exact arms of `segment` in integrate.rs.
 fn pulse_fixed(method: u32, w_in: f32, v: f32, tau: f32, rest: f32, n: u32, p: array<f32, 8>) -> f32 {
     var w = w_in;
     if (method == METHOD_EULER) {
@@ -159,6 +169,11 @@ fn pulse_fixed(method: u32, w_in: f32, v: f32, tau: f32, rest: f32, n: u32, p: a
         w = segment_heun(w, v, tau, n, p);
         if (rest > 0.0) {
             w = segment_heun(w, 0.0, rest, n, p);
+        }
+    } else if (method == METHOD_EXACT) {
+        w = segment_exact(w, v, tau, p);
+        if (rest > 0.0) {
+            w = segment_exact(w, 0.0, rest, p);
         }
     } else {
         w = segment_rk4(w, v, tau, n, p);

@@ -298,7 +298,7 @@ pub enum IntegratorArg {
     Rk4,
     /// Dormand-Prince 5(4) with step control, landing on pulse edges.
     Adaptive,
-    /// The closed form (ddk-ode only; cpu backend only).
+    /// The closed form (ddk-ode only; both backends).
     Exact,
 }
 
@@ -504,13 +504,17 @@ fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usiz
             return Err(Error::invalid(flag, v, range));
         }
     }
-    if integrator == Integrator::Exact && a.backend.backend == BackendChoice::Gpu {
+    if integrator == Integrator::Exact
+        && !model.has_exact()
+        && a.backend.backend == BackendChoice::Gpu
+    {
         return Err(Error::invalid(
             "--integrator",
             "exact",
             format!(
-                "one of {} with --backend gpu (the Lambert-W solution runs on the cpu backend)",
-                memkin::engine::gpu::ode::GPU_INTEGRATORS
+                "one of {} with --backend gpu (model {} has no closed form)",
+                memkin::engine::gpu::ode::GPU_INTEGRATORS,
+                model.name()
             ),
         ));
     }

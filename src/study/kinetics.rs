@@ -115,11 +115,11 @@ impl<'a> Kinetics<'a> {
             template.w0 = vec![w0];
         }
         template.check()?;
-        if gpu.is_some() && integrator == Integrator::Exact {
+        if gpu.is_some() && integrator == Integrator::Exact && !model.has_exact() {
             return Err(Error::invalid(
                 "model.integrator",
                 "exact",
-                "euler, heun, rk4 or adaptive on the GPU (exact is CPU-only)",
+                "euler, heun, rk4 or adaptive on the GPU (exact needs a closed form: ddk-ode only)",
             ));
         }
         Ok(Kinetics::Ode { template, gpu })

@@ -1039,11 +1039,11 @@ impl McEvaluator {
     /// readout stays trained on CPU features). A no-op for the discrete map.
     pub fn set_ode_gpu(&mut self, gpu: GpuOdeEngine) -> Result<()> {
         if let Some(Kinetics::Ode { template, gpu: g }) = &mut self.ode {
-            if template.integrator == Integrator::Exact {
+            if template.integrator == Integrator::Exact && !template.model.has_exact() {
                 return Err(Error::invalid(
                     "model.integrator",
                     "exact",
-                    "euler, heun, rk4 or adaptive on the GPU (exact is CPU-only)",
+                    "euler, heun, rk4 or adaptive on the GPU (exact needs a closed form: ddk-ode only)",
                 ));
             }
             *g = Some(gpu);

@@ -453,6 +453,7 @@ fn model_wgsl_files_are_includable_and_validate_with_the_integrators() {
             "model_project",
             "model_observe",
             "model_status",
+            "model_exact",
         ] {
             assert!(
                 m.functions
@@ -472,6 +473,7 @@ fn model_wgsl_files_are_includable_and_validate_with_the_integrators() {
             "segment_adaptive",
             "pulse_fixed",
             "pulse_adaptive",
+            "segment_exact",
         ] {
             assert!(
                 m.functions

@@ -26,6 +26,7 @@ const METHOD_EULER: u32 = 0;
 const METHOD_HEUN: u32 = 1;
 const METHOD_RK4: u32 = 2;
 const METHOD_ADAPTIVE: u32 = 3;
+const METHOD_EXACT: u32 = 4;
 
 /// Uniform block of `shaders/ode.wgsl`. Keep in sync with `OdeUniform` there.
 #[repr(C)]
@@ -37,7 +38,7 @@ pub struct OdeUniform {
     pub seqs: u32,
     /// T.
     pub steps: u32,
-    /// Method code (0 Euler, 1 Heun, 2 RK4, 3 adaptive).
+    /// Method code (0 Euler, 1 Heun, 2 RK4, 3 adaptive, 4 exact).
     pub method: u32,
     /// Sub-steps per segment (fixed-step methods).
     pub substeps: u32,
@@ -61,7 +62,8 @@ pub struct OdeUniform {
     pub _pad1: [u32; 3],
 }
 
-/// The integrators the GPU kernel runs: everything but `exact`.
+/// The integrators the GPU kernel runs for every model (`exact` too for the
+/// models with a closed form, i.e. `ddk-ode`).
 pub const GPU_INTEGRATORS: &str = "euler, heun, rk4, adaptive";
 
 /// The GPU engine of the continuous-time models.
@@ -109,8 +111,9 @@ impl GpuOdeEngine {
     /// Integrates every trajectory of `x` (`[seqs, steps]`) under every
     /// parameter set of `spec` in f32 (see [`crate::engine::ode`]). `chunk`
     /// bounds the trajectories per dispatch (tests force it tiny). The `exact`
-    /// integrator is CPU-only: it is refused with an error naming the ones the
-    /// GPU runs.
+    /// integrator runs the f32 closed form of `shaders/models/<model>.wgsl`
+    /// (`model_exact`); for a model without one it is refused with an error
+    /// naming the integrators the GPU runs.
     pub fn run(
         &self,
         x: &[f32],
@@ -129,12 +132,14 @@ impl GpuOdeEngine {
             Integrator::Heun { substeps } => (METHOD_HEUN, substeps, 0.0, 0.0, 0),
             Integrator::Rk4 { substeps } => (METHOD_RK4, substeps, 0.0, 0.0, 0),
             Integrator::Adaptive(o) => (METHOD_ADAPTIVE, 0, o.rtol, o.atol, o.max_steps),
+            Integrator::Exact if spec.model.has_exact() => (METHOD_EXACT, 0, 0.0, 0.0, 0),
             Integrator::Exact => {
                 return Err(Error::invalid(
                     "integrator on the gpu backend",
                     "exact",
                     format!(
-                        "one of {GPU_INTEGRATORS} (the Lambert-W solution runs on the cpu backend only)"
+                        "one of {GPU_INTEGRATORS} (model {} has no closed form)",
+                        spec.model.name()
                     ),
                 ));
             }
