@@ -70,6 +70,74 @@ pub const GPU_INTEGRATORS: &str = "euler, heun, rk4, adaptive";
 pub struct GpuOdeEngine {
     ctx: Arc<GpuContext>,
     pipelines: Mutex<HashMap<Model, Arc<wgpu::ComputePipeline>>>,
+    buffers: Mutex<Option<Box<OdeBuffers>>>,
+}
+
+/// The device buffers of one model's kernel and their bind group.
+struct OdeBuffers {
+    model: Model,
+    /// Byte sizes: x, params, w0, out, status.
+    sizes: [u64; 5],
+    x: wgpu::Buffer,
+    params: wgpu::Buffer,
+    w0: wgpu::Buffer,
+    out: wgpu::Buffer,
+    status: wgpu::Buffer,
+    out_stage: wgpu::Buffer,
+    status_stage: wgpu::Buffer,
+    uniform: wgpu::Buffer,
+    bind: wgpu::BindGroup,
+}
+
+impl OdeBuffers {
+    fn new(
+        dev: &wgpu::Device,
+        pipeline: &wgpu::ComputePipeline,
+        model: Model,
+        sizes: [u64; 5],
+    ) -> Self {
+        let cp = wgpu::BufferUsages::COPY_DST;
+        let src = wgpu::BufferUsages::COPY_SRC;
+        let x = storage(dev, "ode x", sizes[0], cp);
+        let params = storage(dev, "ode params", sizes[1], cp);
+        let w0 = storage(dev, "ode w0", sizes[2], cp);
+        let out = storage(dev, "ode out", sizes[3], src);
+        let status = storage(dev, "ode status", sizes[4], src);
+        let out_stage = staging(dev, "ode out staging", sizes[3]);
+        let status_stage = staging(dev, "ode status staging", sizes[4]);
+        let uniform = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("ode uniform"),
+            contents: bytemuck::bytes_of(&OdeUniform::default()),
+            usage: wgpu::BufferUsages::UNIFORM | cp,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = [&uniform, &x, &params, &w0, &out, &status]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("ode bind group"),
+            layout: &layout,
+            entries: &entries,
+        });
+        Self {
+            model,
+            sizes,
+            x,
+            params,
+            w0,
+            out,
+            status,
+            out_stage,
+            status_stage,
+            uniform,
+            bind,
+        }
+    }
 }
 
 impl GpuOdeEngine {
@@ -78,6 +146,7 @@ impl GpuOdeEngine {
         Self {
             ctx,
             pipelines: Mutex::new(HashMap::new()),
+            buffers: Mutex::new(None),
         }
     }
 
@@ -166,36 +235,36 @@ impl GpuOdeEngine {
         debug_assert!(n_par <= MAX_PARAMS);
         let w0: Vec<f32> = spec.w0.iter().map(|&v| v as f32).collect();
 
-        let cp = wgpu::BufferUsages::COPY_DST;
-        let src = wgpu::BufferUsages::COPY_SRC;
-        let x_buf = storage(dev, "ode x", max_rows as u64 * t64 * 4, cp);
-        let p_buf = storage(dev, "ode params", (max_sets * MAX_PARAMS) as u64 * 4, cp);
-        let w0_buf = storage(dev, "ode w0", max_sets as u64 * 4, cp);
-        let out_buf = storage(dev, "ode out", max_n as u64 * t64 * 4, src);
-        let st_buf = storage(dev, "ode status", max_n as u64 * 4, src);
-        let out_stage = staging(dev, "ode out staging", max_n as u64 * t64 * 4);
-        let st_stage = staging(dev, "ode status staging", max_n as u64 * 4);
-        let uni_buf = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("ode uniform"),
-            contents: bytemuck::bytes_of(&OdeUniform::default()),
-            usage: wgpu::BufferUsages::UNIFORM | cp,
+        let sizes = [
+            max_rows as u64 * t64 * 4,
+            (max_sets * MAX_PARAMS) as u64 * 4,
+            max_sets as u64 * 4,
+            max_n as u64 * t64 * 4,
+            max_n as u64 * 4,
+        ];
+        // Buffers of the last run are reused while the model (its pipeline's
+        // layout) is the same and they are large enough: sweeps and Monte Carlo
+        // studies run many batches of one shape.
+        let mut cache = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = cache.as_ref().is_some_and(|c| {
+            c.model == spec.model && c.sizes.iter().zip(&sizes).all(|(have, want)| have >= want)
         });
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> =
-            [&uni_buf, &x_buf, &p_buf, &w0_buf, &out_buf, &st_buf]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("ode bind group"),
-            layout: &layout,
-            entries: &entries,
-        });
-
+        if !fits {
+            *cache = None; // free the old buffers first
+            *cache = Some(Box::new(OdeBuffers::new(dev, &pipeline, spec.model, sizes)));
+        }
+        let OdeBuffers {
+            x: x_buf,
+            params: p_buf,
+            w0: w0_buf,
+            out: out_buf,
+            status: st_buf,
+            out_stage,
+            status_stage: st_stage,
+            uniform: uni_buf,
+            bind,
+            ..
+        } = cache.as_deref().expect("just created");
         let mut f = Features::default();
         prepare_features(&mut f, p_all, seqs, t);
         let mut words = vec![0u32; max_n];
@@ -204,14 +273,14 @@ impl GpuOdeEngine {
             let n = c.len();
             if x_uploaded.as_ref() != Some(&c.seqs) {
                 let xs = &x[c.seqs.start * t..c.seqs.end * t];
-                ctx.queue.write_buffer(&x_buf, 0, bytemuck::cast_slice(xs));
+                ctx.queue.write_buffer(x_buf, 0, bytemuck::cast_slice(xs));
                 x_uploaded = Some(c.seqs.clone());
             }
             let pr = c.sets.start * MAX_PARAMS..c.sets.end * MAX_PARAMS;
             ctx.queue
-                .write_buffer(&p_buf, 0, bytemuck::cast_slice(&params[pr]));
+                .write_buffer(p_buf, 0, bytemuck::cast_slice(&params[pr]));
             ctx.queue.write_buffer(
-                &w0_buf,
+                w0_buf,
                 0,
                 bytemuck::cast_slice(&w0[c.sets.start..c.sets.end]),
             );
@@ -231,8 +300,7 @@ impl GpuOdeEngine {
                 atol: atol as f32,
                 ..Default::default()
             };
-            ctx.queue
-                .write_buffer(&uni_buf, 0, bytemuck::bytes_of(&uni));
+            ctx.queue.write_buffer(uni_buf, 0, bytemuck::bytes_of(&uni));
             let out_bytes = n as u64 * t64 * 4;
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("ode compute"),
@@ -243,21 +311,21 @@ impl GpuOdeEngine {
                     timestamp_writes: None,
                 });
                 pass.set_pipeline(&pipeline);
-                pass.set_bind_group(0, &bind, &[]);
+                pass.set_bind_group(0, bind, &[]);
                 pass.dispatch_workgroups(grid_x, grid_y, 1);
             }
-            enc.copy_buffer_to_buffer(&out_buf, 0, &out_stage, 0, out_bytes);
-            enc.copy_buffer_to_buffer(&st_buf, 0, &st_stage, 0, n as u64 * 4);
+            enc.copy_buffer_to_buffer(out_buf, 0, out_stage, 0, out_bytes);
+            enc.copy_buffer_to_buffer(st_buf, 0, st_stage, 0, n as u64 * 4);
             ctx.queue.submit([enc.finish()]);
             // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
             let first = c.sets.start * seqs + c.seqs.start;
             ctx.read_buffer(
-                &out_stage,
+                out_stage,
                 out_bytes,
                 bytemuck::cast_slice_mut(&mut f.w[first * t..(first + n) * t]),
             )?;
             ctx.read_buffer(
-                &st_stage,
+                st_stage,
                 n as u64 * 4,
                 bytemuck::cast_slice_mut(&mut words[..n]),
             )?;
