@@ -340,16 +340,26 @@ impl Features {
     /// Shapes the storage for `batch` (reusing the allocations). Every element is
     /// overwritten by the engine, so nothing is cleared.
     pub fn prepare(&mut self, batch: &Batch, sensitivities: bool) {
-        let (p, s, t) = (batch.params().sets(), batch.seqs(), batch.steps());
-        let n = p * s;
-        (self.sets, self.seqs, self.steps) = (p, s, t);
-        self.w.resize(n * t, 0.0);
+        self.prepare_shape(
+            batch.params().sets(),
+            batch.seqs(),
+            batch.steps(),
+            sensitivities,
+        );
+    }
+
+    /// Shapes the storage for `sets x seqs` trajectories of `steps` states
+    /// (reusing the allocations; nothing is cleared).
+    pub fn prepare_shape(&mut self, sets: usize, seqs: usize, steps: usize, sensitivities: bool) {
+        let n = sets * seqs;
+        (self.sets, self.seqs, self.steps) = (sets, seqs, steps);
+        self.w.resize(n * steps, 0.0);
         self.status.resize(n, 0);
         self.first_bad.resize(n, u32::MAX);
         if sensitivities {
             self.grad
                 .get_or_insert_with(Vec::new)
-                .resize(n * t * 2, 0.0);
+                .resize(n * steps * 2, 0.0);
         } else {
             self.grad = None;
         }

@@ -114,16 +114,6 @@ fn prefix_set(p: usize, e: Error) -> Error {
 
 pub use crate::batch::check_inputs;
 
-/// Shapes `f` for `sets x seqs x steps` trajectories.
-pub(crate) fn prepare_features(f: &mut Features, sets: usize, seqs: usize, steps: usize) {
-    let n = sets * seqs;
-    (f.sets, f.seqs, f.steps) = (sets, seqs, steps);
-    f.w.resize(n * steps, 0.0);
-    f.status.resize(n, 0);
-    f.first_bad.resize(n, u32::MAX);
-    f.grad = None;
-}
-
 /// Integrates every trajectory of `x` (`[seqs, steps]`) under every parameter
 /// set of `spec` on all cores, in f64 (the reference), and returns the features
 /// rounded to f32. The twin of `shaders/ode.wgsl`.
@@ -131,7 +121,7 @@ pub fn run_ode_cpu(x: &[f32], seqs: usize, steps: usize, spec: &OdeSpec) -> Resu
     check_inputs(x, seqs, steps)?;
     spec.check()?;
     let mut f = Features::default();
-    prepare_features(&mut f, spec.sets(), seqs, steps);
+    f.prepare_shape(spec.sets(), seqs, steps, false);
     let Features {
         w,
         status,

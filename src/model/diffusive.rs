@@ -43,30 +43,10 @@ use crate::model::{DeviceModel, ParamSpec};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Diffusive;
 
-const fn spec(
-    name: &'static str,
-    unit: &'static str,
-    default: f64,
-    min: f64,
-    min_exclusive: bool,
-    max: f64,
-    purpose: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        unit,
-        default,
-        min,
-        min_exclusive,
-        max,
-        purpose,
-    }
-}
-
 impl DeviceModel for Diffusive {
     const NAME: &'static str = "diffusive";
     const PARAMS: &'static [ParamSpec] = &[
-        spec(
+        ParamSpec::new(
             "lambda",
             "1/ms",
             0.1,
@@ -75,7 +55,7 @@ impl DeviceModel for Diffusive {
             f64::INFINITY,
             "drift rate prefactor",
         ),
-        spec(
+        ParamSpec::new(
             "eta",
             "1/V",
             2.0,
@@ -84,7 +64,7 @@ impl DeviceModel for Diffusive {
             50.0,
             "drift voltage sensitivity",
         ),
-        spec(
+        ParamSpec::new(
             "tau",
             "ms",
             10.0,
@@ -93,7 +73,7 @@ impl DeviceModel for Diffusive {
             f64::INFINITY,
             "retention (relaxation) time",
         ),
-        spec(
+        ParamSpec::new(
             "alpha",
             "uA",
             0.5,
@@ -102,7 +82,7 @@ impl DeviceModel for Diffusive {
             f64::INFINITY,
             "Schottky-term current scale",
         ),
-        spec(
+        ParamSpec::new(
             "beta",
             "1/V",
             3.0,
@@ -111,7 +91,7 @@ impl DeviceModel for Diffusive {
             50.0,
             "Schottky-term voltage sensitivity",
         ),
-        spec(
+        ParamSpec::new(
             "gamma",
             "uA",
             5.0,
@@ -120,7 +100,7 @@ impl DeviceModel for Diffusive {
             f64::INFINITY,
             "tunnelling-term current scale",
         ),
-        spec(
+        ParamSpec::new(
             "delta",
             "1/V",
             2.0,
@@ -129,7 +109,7 @@ impl DeviceModel for Diffusive {
             50.0,
             "tunnelling-term voltage sensitivity",
         ),
-        spec(
+        ParamSpec::new(
             "v_read",
             "V",
             0.5,
@@ -139,7 +119,7 @@ impl DeviceModel for Diffusive {
             "read voltage for the features",
         ),
     ];
-    const W0: ParamSpec = spec("w0", "1", 0.0, 0.0, false, 1.0, "initial state");
+    const W0: ParamSpec = ParamSpec::new("w0", "1", 0.0, 0.0, false, 1.0, "initial state");
     const WGSL: &'static str = include_str!("../../shaders/models/diffusive.wgsl");
 
     #[inline(always)]

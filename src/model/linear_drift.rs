@@ -38,30 +38,10 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LinearDrift;
 
-const fn spec(
-    name: &'static str,
-    unit: &'static str,
-    default: f64,
-    min: f64,
-    min_exclusive: bool,
-    max: f64,
-    purpose: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        unit,
-        default,
-        min,
-        min_exclusive,
-        max,
-        purpose,
-    }
-}
-
 impl DeviceModel for LinearDrift {
     const NAME: &'static str = "linear-drift";
     const PARAMS: &'static [ParamSpec] = &[
-        spec(
+        ParamSpec::new(
             "r_on",
             "ohm",
             100.0,
@@ -70,7 +50,7 @@ impl DeviceModel for LinearDrift {
             f64::INFINITY,
             "resistance when fully doped",
         ),
-        spec(
+        ParamSpec::new(
             "r_off",
             "ohm",
             16e3,
@@ -79,8 +59,8 @@ impl DeviceModel for LinearDrift {
             f64::INFINITY,
             "resistance when undoped",
         ),
-        spec("d", "nm", 10.0, 0.0, true, f64::INFINITY, "film thickness"),
-        spec(
+        ParamSpec::new("d", "nm", 10.0, 0.0, true, f64::INFINITY, "film thickness"),
+        ParamSpec::new(
             "mu_v",
             "nm^2/(V s)",
             1e4,
@@ -89,8 +69,8 @@ impl DeviceModel for LinearDrift {
             f64::INFINITY,
             "dopant mobility",
         ),
-        spec("p", "1", 1.0, 1.0, false, 50.0, "window exponent"),
-        spec(
+        ParamSpec::new("p", "1", 1.0, 1.0, false, 50.0, "window exponent"),
+        ParamSpec::new(
             "window",
             "1",
             0.0,
@@ -100,7 +80,7 @@ impl DeviceModel for LinearDrift {
             "0 = Joglekar, 1 = Biolek",
         ),
     ];
-    const W0: ParamSpec = spec("w0", "1", 0.1, 0.0, false, 1.0, "initial doped fraction");
+    const W0: ParamSpec = ParamSpec::new("w0", "1", 0.1, 0.0, false, 1.0, "initial doped fraction");
     const WGSL: &'static str = include_str!("../../shaders/models/linear_drift.wgsl");
 
     #[inline(always)]

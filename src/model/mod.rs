@@ -71,6 +71,27 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// A table row (const, for the models' `PARAMS` tables).
+    pub const fn new(
+        name: &'static str,
+        unit: &'static str,
+        default: f64,
+        min: f64,
+        min_exclusive: bool,
+        max: f64,
+        purpose: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            unit,
+            default,
+            min,
+            min_exclusive,
+            max,
+            purpose,
+        }
+    }
+
     /// The valid range as text: `"finite, in (0, inf)"`, `"in [0, 1]"`.
     pub fn range_text(&self) -> String {
         let lo = if self.min_exclusive { "(" } else { "[" };

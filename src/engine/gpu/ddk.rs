@@ -145,6 +145,16 @@ pub fn plan_chunks(sets: usize, seqs: usize, lim: ChunkLimits) -> Vec<Chunk> {
     out
 }
 
+/// Decodes the kernels' status words (`pack_status` in shaders/common.wgsl: the
+/// code in the top 2 bits, the first bad step below, all ones when ok).
+pub(super) fn unpack_status(words: &[u32], status: &mut [u8], first_bad: &mut [u32]) {
+    for ((&word, st), fb) in words.iter().zip(status).zip(first_bad) {
+        *st = (word >> 30) as u8;
+        let step = word & 0x3fff_ffff;
+        *fb = if step == 0x3fff_ffff { u32::MAX } else { step };
+    }
+}
+
 /// Where the time of the last GPU run went.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct GpuTiming {
@@ -491,11 +501,11 @@ impl Engine for GpuEngine {
                     bytemuck::cast_slice_mut(&mut gr[first * t * 2..(first + n) * t * 2]),
                 )?;
             }
-            for (j, &word) in status_words[..n].iter().enumerate() {
-                f.status[first + j] = (word >> 30) as u8;
-                let step = word & 0x3fff_ffff;
-                f.first_bad[first + j] = if step == 0x3fff_ffff { u32::MAX } else { step };
-            }
+            unpack_status(
+                &status_words[..n],
+                &mut f.status[first..first + n],
+                &mut f.first_bad[first..first + n],
+            );
             timing.upload_s += (t1 - t0).as_secs_f64();
             timing.kernel_wall_s += (t2 - t1).as_secs_f64();
             timing.download_s += t3.elapsed().as_secs_f64();

@@ -4,11 +4,11 @@
 //! `shaders/models/integrate.wgsl`; CPU twin: [`crate::engine::ode::run_ode_cpu`].
 
 use super::context::GpuContext;
-use super::ddk::{Chunk, ChunkLimits, plan_chunks, staging, storage};
+use super::ddk::{Chunk, ChunkLimits, plan_chunks, staging, storage, unpack_status};
 use super::shaders;
 use crate::batch::Features;
 use crate::engine::BackendInfo;
-use crate::engine::ode::{OdeSpec, check_inputs, prepare_features};
+use crate::engine::ode::{OdeSpec, check_inputs};
 use crate::model::integrate::Integrator;
 use crate::model::{MAX_PARAMS, Model};
 use crate::{Error, Result};
@@ -266,7 +266,7 @@ impl GpuOdeEngine {
             ..
         } = cache.as_deref().expect("just created");
         let mut f = Features::default();
-        prepare_features(&mut f, p_all, seqs, t);
+        f.prepare_shape(p_all, seqs, t, false);
         let mut words = vec![0u32; max_n];
         let mut x_uploaded: Option<Range<usize>> = None;
         for c in &chunks {
@@ -329,11 +329,11 @@ impl GpuOdeEngine {
                 n as u64 * 4,
                 bytemuck::cast_slice_mut(&mut words[..n]),
             )?;
-            for (j, &word) in words[..n].iter().enumerate() {
-                f.status[first + j] = (word >> 30) as u8;
-                let step = word & 0x3fff_ffff;
-                f.first_bad[first + j] = if step == 0x3fff_ffff { u32::MAX } else { step };
-            }
+            unpack_status(
+                &words[..n],
+                &mut f.status[first..first + n],
+                &mut f.first_bad[first..first + n],
+            );
         }
         Ok(f)
     }
