@@ -3,7 +3,7 @@
 
 use super::{BackendArg, print_json};
 use memkin::data;
-use memkin::engine::gpu::{GpuContext, GpuOdeEngine};
+use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{BackendChoice, Engine as _};
 use memkin::engine::{Precision, select};
 use memkin::report::progress::Progress;
@@ -139,16 +139,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             &spec.dataset,
             data::data_dir(a.data_dir.as_deref()).as_deref(),
         )?;
-        let engine = select(a.backend.backend, Precision::F32)?;
-        let ode_gpu = match (continuous, a.backend.backend) {
-            (false, _) | (true, BackendChoice::Cpu) => None,
-            (true, BackendChoice::Gpu) => {
-                Some(GpuOdeEngine::new(std::sync::Arc::new(GpuContext::new()?)))
-            }
-            (true, BackendChoice::Auto) => GpuContext::new()
-                .ok()
-                .filter(|c| !c.is_software())
-                .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c))),
+        // A continuous model runs on its own GPU driver; the map engine is then
+        // unused, so it stays on the CPU (one device per process).
+        let engine = select(
+            if continuous {
+                BackendChoice::Cpu
+            } else {
+                a.backend.backend
+            },
+            Precision::F32,
+        )?;
+        let ode_gpu = if continuous {
+            memkin::engine::select_gpu_context(a.backend.backend)?
+                .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c)))
+        } else {
+            None
         };
         let info = match (&ode_gpu, continuous) {
             (Some(g), _) => g.info(),

@@ -7,7 +7,7 @@ use anyhow::Context;
 use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
 use memkin::data::npy::read_npy_f32 as read_f32;
-use memkin::engine::gpu::{GpuContext, GpuOdeEngine};
+use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::ode::{OdeSpec, run_ode_cpu};
 use memkin::engine::{BackendChoice, Precision, RunOptions, select};
 use memkin::model::Model;
@@ -558,16 +558,12 @@ fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usiz
 fn run_ode(a: Args, model: Model) -> anyhow::Result<()> {
     let (spec, x, seqs, steps) = resolve_ode(&a, model)?;
     // gpu: any adapter; auto: a hardware GPU unless f64 or exact was asked for.
-    let gpu = match a.backend.backend {
-        BackendChoice::Cpu => None,
-        BackendChoice::Gpu => Some(GpuContext::new()?),
-        BackendChoice::Auto => {
-            if a.precision == Precision::F32 && spec.integrator != Integrator::Exact {
-                GpuContext::new().ok().filter(|c| !c.is_software())
-            } else {
-                None
-            }
-        }
+    let auto_cpu = a.backend.backend == BackendChoice::Auto
+        && (a.precision != Precision::F32 || spec.integrator == Integrator::Exact);
+    let gpu = if auto_cpu {
+        None
+    } else {
+        memkin::engine::select_gpu_context(a.backend.backend)?
     };
     let t0 = Instant::now();
     let (f, info) = match gpu {

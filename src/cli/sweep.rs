@@ -3,7 +3,7 @@
 use super::{BackendArg, Common, print_json};
 use memkin::data;
 use memkin::engine::BackendChoice;
-use memkin::engine::gpu::{GpuContext, GpuOdeEngine};
+use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, encode_protocol};
 use memkin::readout::{ReadoutKind, TrainConfig};
@@ -79,7 +79,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // Everything that can be wrong with the spec fails here, before any work.
     let spec = SweepSpec::from_path(&a.spec)?;
     let spec_text = spec::read_spec_text(&a.spec)?;
-    let engine = select(a.backend.backend, Precision::F32)?;
     let in_spec = |e: memkin::Error| -> memkin::Error {
         match e {
             memkin::Error::InvalidParameter {
@@ -98,15 +97,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|m| m.name.as_deref())
         .is_some_and(|n| n != "ddk");
-    let ode_gpu = match (continuous, a.backend.backend) {
-        (false, _) | (true, BackendChoice::Cpu) => None,
-        (true, BackendChoice::Gpu) => {
-            Some(GpuOdeEngine::new(std::sync::Arc::new(GpuContext::new()?)))
-        }
-        (true, BackendChoice::Auto) => GpuContext::new()
-            .ok()
-            .filter(|c| !c.is_software())
-            .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c))),
+    // A continuous model runs on its own GPU driver; the map engine is then
+    // unused, so it stays on the CPU (one device per process).
+    let engine = select(
+        if continuous {
+            BackendChoice::Cpu
+        } else {
+            a.backend.backend
+        },
+        Precision::F32,
+    )?;
+    let ode_gpu = if continuous {
+        memkin::engine::select_gpu_context(a.backend.backend)?
+            .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c)))
+    } else {
+        None
     };
     let kinetics =
         Kinetics::resolve(spec.model.as_ref(), engine.as_ref(), ode_gpu).map_err(in_spec)?;

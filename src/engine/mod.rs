@@ -100,6 +100,17 @@ pub enum Precision {
     F64,
 }
 
+/// The GPU context for a backend choice, for drivers other than the DDK
+/// engine (the continuous-time models): `cpu` none, `gpu` any adapter (an error
+/// when there is none), `auto` a hardware GPU when there is one.
+pub fn select_gpu_context(choice: BackendChoice) -> Result<Option<gpu::GpuContext>> {
+    Ok(match choice {
+        BackendChoice::Cpu => None,
+        BackendChoice::Gpu => Some(gpu::GpuContext::new()?),
+        BackendChoice::Auto => gpu::GpuContext::new().ok().filter(|c| !c.is_software()),
+    })
+}
+
 /// Builds the engine for a backend choice. `gpu` with `f64` is an error (WGSL has
 /// no portable f64). `auto` picks a hardware GPU when there is one, else the CPU.
 pub fn select(choice: BackendChoice, precision: Precision) -> Result<Box<dyn Engine>> {
