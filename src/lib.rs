@@ -43,6 +43,7 @@ pub mod model;
 pub mod pipeline;
 pub mod readout;
 pub mod report;
+pub mod rng;
 pub mod study;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@
 
 use crate::{Error, Result};
 
-pub use crate::study::rng::SplitMix64;
+pub use crate::rng::SplitMix64;
 
 /// Indices of a train/test split.
 #[derive(Debug, Clone, PartialEq, Eq)]

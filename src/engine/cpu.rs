@@ -8,7 +8,7 @@ use super::{BackendInfo, Engine, Precision, RunOptions};
 use crate::Result;
 use crate::batch::{Batch, DeviceParams, Features, Status};
 use crate::model::ddk::{ddk_sens_step, ddk_step};
-use crate::study::rng::{Stream, normal_pair, purpose, uniform_f32};
+use crate::rng::{Stream, normal_pair, purpose, uniform_f32};
 use rayon::prelude::*;
 
 /// The native CPU engine.

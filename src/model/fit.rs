@@ -409,7 +409,7 @@ pub struct SyntheticTrace {
     pub per_rest: usize,
     /// Gaussian noise, as a fraction of the noiseless signal's range.
     pub noise: f64,
-    /// Seed of the noise (Philox stream, [`crate::study::rng::Stream`]).
+    /// Seed of the noise (Philox stream, [`crate::rng::Stream`]).
     pub seed: u64,
 }
 
@@ -451,7 +451,7 @@ pub fn synthetic_trace(
             (a.min(v), b.max(v))
         });
     let sigma = s.noise * (hi - lo);
-    let stream = crate::study::rng::Stream::new(s.seed);
+    let stream = crate::rng::Stream::new(s.seed);
     for (i, v) in y.iter_mut().enumerate() {
         *v += sigma * stream.normal_pair(0, 0, 0, i as u32).0;
     }

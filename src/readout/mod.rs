@@ -39,7 +39,7 @@ mod config;
 mod metrics;
 mod net;
 mod ridge;
-pub mod rng;
+
 mod standardize;
 mod trainer;
 
@@ -51,7 +51,7 @@ pub use config::{ReadoutKind, TrainConfig};
 pub use metrics::{accuracy, argmax_rows, confusion_matrix};
 pub use net::{Activation, Network, Optimizer};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};
-pub use rng::Rng;
+pub use crate::rng::Rng;
 pub use standardize::{STD_FLOOR, Standardizer, check_features};
 pub use trainer::{EpochReport, Evaluation, Trainer, stratified_split, train};
 

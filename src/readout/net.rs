@@ -12,7 +12,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use serde::{Deserialize, Serialize};
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Products below this many multiply-adds run on one thread: splitting them
 /// costs more in synchronisation than it saves. A 64-row MNIST batch

@@ -9,7 +9,7 @@ use super::config::{ReadoutKind, TrainConfig};
 use super::metrics::accuracy;
 use super::net::{Network, OptState, Workspace};
 use super::ridge::{RidgeGram, check_labels, select_lambda};
-use super::rng::Rng;
+use crate::rng::Rng;
 use super::standardize::{Standardizer, check_features};
 use super::{Model, Trained};
 use crate::{Error, Result};

@@ -46,7 +46,6 @@
 pub mod kinetics;
 pub mod montecarlo;
 pub mod plan;
-pub mod rng;
 pub mod runner;
 pub mod spec;
 pub mod sweep;

@@ -29,7 +29,7 @@
 //! # Randomness
 //!
 //! Every random number is a pure function of (study seed, draw, device,
-//! purpose, step) through Philox4x32-10 ([`crate::study::rng`]), so results do
+//! purpose, step) through Philox4x32-10 ([`crate::rng`]), so results do
 //! not depend on the batch size, the GPU chunking, the shard count or the
 //! backend (up to f32 rounding of the trajectories on the GPU):
 //!
@@ -85,7 +85,7 @@ use crate::pipeline::{Protocol, Side, encode_protocol, evaluate_split, split_for
 use crate::readout::{EpochReport, Model, ReadoutKind, Rng, Trained, Trainer};
 use crate::study::kinetics::Kinetics;
 use crate::study::plan::Point;
-use crate::study::rng::{
+use crate::rng::{
     Stream, purpose, truncated_normal_positive, truncated_normal_range, uniform_f64,
 };
 use crate::study::runner::{Evaluator, Manifest, ResultsTable, read_manifest};

@@ -12,8 +12,7 @@
 //!   points (`index = grid_index * n + draw`); without a grid, the plan is the
 //!   `n` random points.
 //!
-//! Randomness: until `crate::study::rng` (Philox4x32-10) lands on this branch,
-//! the plan uses SplitMix64 (Steele, Lea and Flood 2014) keyed by
+//! Randomness: the plan uses SplitMix64 (Steele, Lea and Flood 2014) keyed by
 //! (spec seed, point index): [`point_rng`] for the random parameters, and
 //! [`point_seed`] for the seed handed to the evaluator (another stream, so the
 //! two never correlate). Changing the generator changes the plans: the plan
@@ -43,12 +42,12 @@ impl Point {
     }
 }
 
-use super::rng::SPLITMIX64_GAMMA as GOLDEN;
+use crate::rng::SPLITMIX64_GAMMA as GOLDEN;
 const STREAM_PARAMS: u64 = 0x5041_5241_4D53_0001; // "PARAMS" + stream 1
 const STREAM_SEED: u64 = 0x5345_4544_0000_0002; // "SEED" + stream 2
 
-pub use super::rng::SplitMix64;
-use super::rng::splitmix64_mix as mix;
+pub use crate::rng::SplitMix64;
+use crate::rng::splitmix64_mix as mix;
 
 fn key(seed: u64, stream: u64, index: usize) -> u64 {
     mix(mix(seed ^ stream).wrapping_add((index as u64).wrapping_mul(GOLDEN)))

@@ -51,7 +51,7 @@ pub struct TestRng(pub u64);
 impl TestRng {
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        memkin::study::rng::splitmix64(&mut self.0)
+        memkin::rng::splitmix64(&mut self.0)
     }
     /// Uniform in [lo, hi).
     pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {

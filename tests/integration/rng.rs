@@ -1,7 +1,7 @@
 //! Philox4x32-10: the Rust generator against Random123, the WGSL twin validated
 //! by naga, and the 16-bit-halves product the WGSL uses checked against u64.
 
-use memkin::study::rng::{
+use memkin::rng::{
     Stream, normal_pair, philox4x32_10, purpose, truncated_normal_positive, uniform_f32,
     uniform_f64,
 };

@@ -39,7 +39,7 @@ impl ShaderSource {
     }
 }
 
-/// Philox4x32-10 and its uniforms/normals (twin: `study::rng`).
+/// Philox4x32-10 and its uniforms/normals (twin: `rng`).
 pub const RNG: &str = include_str!("../../../shaders/rng.wgsl");
 
 /// The DDK map kernel.

@@ -1,3 +1,8 @@
+//! Randomness for every layer (a leaf module: it depends on nothing else in
+//! memkin but the error type). Philox4x32-10 for everything a shader must
+//! reproduce, SplitMix64 for plans and seeds, xoshiro256** ([`Rng`]) for the
+//! host-only readout training.
+//!
 //! Philox4x32-10: the counter-based random number generator shared bit for bit
 //! by the host and the shaders (twin of `shaders/rng.wgsl`).
 //!
@@ -35,6 +40,9 @@
 //! bit-identical.
 
 use crate::{Error, Result};
+
+pub mod xoshiro;
+pub use xoshiro::Rng;
 
 /// Philox multiplier for word 0.
 const M0: u32 = 0xD251_1F53;

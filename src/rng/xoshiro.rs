@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::study::rng::splitmix64;
+use super::splitmix64;
 
 /// xoshiro256** seeded through SplitMix64.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
