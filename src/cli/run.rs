@@ -334,17 +334,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     }
     if let Some(m) = &a.save_model {
-        let saved = serde_json::json!({
-            "memkin_model": 1,
-            "dataset": ds.name,
-            "protocol": proto,
-            "alpha": first.alpha,
-            "beta": first.beta,
-            "readout": first.trained,
-            "test_accuracy": first.test_accuracy,
-            "seed": a.common.seed,
-        });
-        out.text(m, &serde_json::to_string(&saved)?)?;
+        let saved = memkin::saved_model::SavedModel::to_json(
+            &ds.name,
+            &proto,
+            first.alpha,
+            first.beta,
+            first.trained.as_ref(),
+            first.test_accuracy,
+            a.common.seed,
+        )?;
+        out.text(m, &saved)?;
     }
     out.commit()?;
     if a.common.json {
