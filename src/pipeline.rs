@@ -10,6 +10,8 @@
 //! - a trajectory that diverges (`beta x > 2 sqrt(alpha)`) is never fed to a
 //!   readout: the outcome carries its share and no accuracy.
 
+pub mod tune;
+
 use crate::batch::{Batch, DeviceParams, Features};
 use crate::data::Dataset;
 use crate::encode::{Encoded, Encoding, default_encoding, encode, expand_labels};
