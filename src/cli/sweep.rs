@@ -10,9 +10,7 @@ use memkin::readout::{ReadoutKind, TrainConfig};
 use memkin::report::plot::{Heatmap, heatmap_png, sample_curve};
 use memkin::study::kinetics::Kinetics;
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
-use memkin::study::runner::{
-    ResultsTable, Study, StudyKind, annotate_manifest, merge, run_study,
-};
+use memkin::study::runner::{ResultsTable, Study, StudyKind, annotate_manifest, merge, run_study};
 use memkin::study::spec::{self, HeatmapMetric, SweepSpec};
 use memkin::study::sweep::{Selected, SweepEvaluator, select_from_table};
 use std::path::{Path, PathBuf};
@@ -310,8 +308,11 @@ pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
             "spec.toml"
         };
         let spec = SweepSpec::from_text(&a.out.join(name), &man.spec)?;
-        (heatmap, selected) =
-            finish_sweep(&a.out, &Plan::sweep(&spec), spec.heatmap.unwrap_or_default())?;
+        (heatmap, selected) = finish_sweep(
+            &a.out,
+            &Plan::sweep(&spec),
+            spec.heatmap.unwrap_or_default(),
+        )?;
     }
     if a.common.json {
         print_json(

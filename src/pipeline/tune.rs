@@ -11,7 +11,9 @@
 //! [`super::evaluate_split`]. The test side is never featurised before the
 //! choice is made.
 
-use super::{Protocol, Side, SplitOutcome, carve_validation, device_params, evaluate_split, featurize, vote};
+use super::{
+    Protocol, Side, SplitOutcome, carve_validation, device_params, evaluate_split, featurize, vote,
+};
 use crate::data::Dataset;
 use crate::engine::Engine;
 use crate::readout::{self, ReadoutKind, TrainConfig};
@@ -81,7 +83,11 @@ impl TuneGrid {
             for (i, &x) in v.iter().enumerate() {
                 let ok = x.is_finite() && if lo_open { x > 0.0 } else { x >= 0.0 };
                 if !ok {
-                    let range = if lo_open { "finite and > 0" } else { "finite and >= 0" };
+                    let range = if lo_open {
+                        "finite and > 0"
+                    } else {
+                        "finite and >= 0"
+                    };
                     return Err(Error::invalid(format!("{name}[{i}]"), x, range));
                 }
             }
@@ -112,7 +118,13 @@ pub struct TuneChoice {
 }
 
 /// Accuracy of `trained` on `side` (voted over objects when the protocol votes).
-fn side_accuracy(trained: &readout::Trained, x: &[f32], side: &Side, proto: &Protocol, n_classes: usize) -> f64 {
+fn side_accuracy(
+    trained: &readout::Trained,
+    x: &[f32],
+    side: &Side,
+    proto: &Protocol,
+    n_classes: usize,
+) -> f64 {
     let pred = trained.predict(x, side.n());
     match (&side.groups, proto.vote) {
         (Some(g), true) => {
@@ -125,7 +137,12 @@ fn side_accuracy(trained: &readout::Trained, x: &[f32], side: &Side, proto: &Pro
 
 /// Chooses (alpha, beta[, lambda]) on a validation side carved from `ds`'s
 /// training split, without touching its test split.
-pub fn choose(engine: &dyn Engine, ds: &Dataset, proto: &Protocol, grid: &TuneGrid) -> Result<TuneChoice> {
+pub fn choose(
+    engine: &dyn Engine,
+    ds: &Dataset,
+    proto: &Protocol,
+    grid: &TuneGrid,
+) -> Result<TuneChoice> {
     grid.check()?;
     let (train, _test) = super::encode_protocol(ds, proto)?;
     let (fit, val) = carve_validation(&train, grid.val_fraction, proto.readout.seed)?;

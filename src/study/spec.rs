@@ -81,7 +81,10 @@ pub enum HeatmapMetric {
 }
 
 /// Checks a validation fraction (`val_fraction` key) for a message.
-fn check_val_fraction(v: Option<f64>, lines: &BTreeMap<String, usize>) -> std::result::Result<(), String> {
+fn check_val_fraction(
+    v: Option<f64>,
+    lines: &BTreeMap<String, usize>,
+) -> std::result::Result<(), String> {
     match v {
         Some(f) if !(f.is_finite() && f > 0.0 && f <= 0.5) => Err(format!(
             "{}val_fraction = {f}: expected a share in (0, 0.5] of the training side",

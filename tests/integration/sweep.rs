@@ -99,7 +99,10 @@ fn sweep_shards_merged_equal_the_unsharded_run() {
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(merged.join("manifest.json")).unwrap())
             .unwrap();
-    assert_eq!(m["selected"], selected, "a merged sweep selects the same point");
+    assert_eq!(
+        m["selected"], selected,
+        "a merged sweep selects the same point"
+    );
 }
 
 /// The selection never looks at the test labels: scrambling them changes the
@@ -136,7 +139,10 @@ fn permuting_the_test_labels_does_not_change_the_selected_sweep_point() {
         );
         let rows = ev.evaluate_many(&points).unwrap();
         let test: Vec<f64> = rows.iter().map(|r| r[t]).collect();
-        (pick(rows.iter().enumerate().map(|(i, r)| (i, r[v], r[t]))).unwrap(), test)
+        (
+            pick(rows.iter().enumerate().map(|(i, r)| (i, r[v], r[t]))).unwrap(),
+            test,
+        )
     };
     let sides = Sides::carve(&train, test.clone(), VAL_FRACTION, spec.seed).unwrap();
     let (honest, test_acc) = evaluate(sides.clone());
@@ -147,7 +153,10 @@ fn permuting_the_test_labels_does_not_change_the_selected_sweep_point() {
         *y = (*y + 3) % n_classes;
     }
     let (again, test_scrambled) = evaluate(scrambled);
-    assert_ne!(test_acc, test_scrambled, "the scramble must reach the test scores");
+    assert_ne!(
+        test_acc, test_scrambled,
+        "the scramble must reach the test scores"
+    );
     assert_eq!(again.index, honest.index);
     assert_eq!(again.val_accuracy, honest.val_accuracy);
 }
@@ -356,6 +365,9 @@ fn permuting_the_test_labels_does_not_change_the_tune_choice() {
         *y = (*y + 1) % n;
     }
     let (again, o2) = tune_split(engine.as_ref(), &scrambled, &proto, &grid).unwrap();
-    assert_ne!(o.test_accuracy, o2.test_accuracy, "the scramble must reach the test score");
+    assert_ne!(
+        o.test_accuracy, o2.test_accuracy,
+        "the scramble must reach the test score"
+    );
     assert_eq!(again, honest);
 }
