@@ -1,5 +1,6 @@
 //! Outputs: `.npy` arrays, JSON, CSV, PNG plots, and progress on stderr.
 
 pub mod npy;
+pub mod output;
 pub mod plot;
 pub mod progress;

@@ -43,7 +43,7 @@
 //!   requeues and Kubernetes retries are idempotent).
 //! - A non-empty DIR without a manifest is refused (it is not a study).
 
-use crate::report::npy::write_atomic;
+use crate::report::output::{remove_stale_partials, write_atomic};
 use crate::report::progress::Progress;
 use crate::study::plan::{Plan, Point, hex, shard_range};
 use crate::{Error, Result};
@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -321,16 +321,21 @@ fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
-/// Removes temporaries left by a killed writer (`.NAME.partial-PID`). Only
-/// called while holding the lock.
-fn remove_stale_partials(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".partial-") {
-                let _ = std::fs::remove_file(e.path());
-            }
+/// Refuses, before anything is created there, a path that cannot be a study
+/// directory: a file, or a non-empty directory without a manifest.
+fn refuse_foreign_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(Error::Path {
+            path: dir.to_path_buf(),
+            message: "is not a directory: --out names the study directory".into(),
+        }),
+        Ok(_) if !dir.join("manifest.json").exists() && has_visible_entries(dir)? => {
+            Err(Error::bad_file(
+                dir,
+                "not empty and holds no manifest.json: not a memkin study directory; choose a new or empty --out",
+            ))
         }
+        _ => Ok(()),
     }
 }
 
@@ -352,25 +357,23 @@ struct Journal {
     last_index: Option<usize>,
 }
 
-/// Reads `path`, keeps the longest valid prefix, truncates the file to it
-/// (writing the header if the file is new or torn inside it), and returns
-/// the rows with the file open for appending.
-fn open_journal(
+/// Reads `path` (changing nothing): the rows of its longest valid prefix,
+/// the byte length of that prefix, and whether the header must be written.
+/// Only the last line may be invalid (a torn write of a kill); an invalid
+/// line followed by more lines means the file was edited or damaged, and is
+/// refused naming the line.
+fn read_journal(
     path: &Path,
     header: &str,
     plan: &Plan,
     range: &Range<usize>,
     n_metrics: usize,
-) -> Result<(Journal, File)> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+) -> Result<(Journal, usize, usize)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
     let mut j = Journal {
         rows: vec![None; range.len()],
         done: 0,
@@ -381,9 +384,11 @@ fn open_journal(
     let mut keep = 0usize; // bytes of the valid prefix
     let mut pos = 0usize;
     let mut first = true;
+    let mut line_no = 0usize;
     while let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') {
         let line = &bytes[pos..pos + nl];
         let next = pos + nl + 1;
+        line_no += 1;
         if first {
             first = false;
             if line != header.as_bytes() {
@@ -403,14 +408,29 @@ fn open_journal(
             .ok()
             .and_then(|l| valid_row(l, plan, range, n_cols))
         else {
+            if next < bytes.len() {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "line {line_no} `{}` is not a row of this plan (index, seed, parameters, {n_metrics} metrics) and rows follow it: the file was edited or damaged; delete that line and rerun with --resume to recompute it",
+                        String::from_utf8_lossy(line)
+                    ),
+                ));
+            }
             break;
         };
         let (index, text) = row;
         let slot = &mut j.rows[index - range.start];
-        if slot.is_none() {
-            *slot = Some(text.to_string());
-            j.done += 1;
+        if slot.is_some() {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "line {line_no}: point {index} appears twice: the file was edited or damaged; delete one of the two lines"
+                ),
+            ));
         }
+        *slot = Some(text.to_string());
+        j.done += 1;
         if j.last_index.is_some_and(|l| l >= index) {
             j.in_order = false;
         }
@@ -422,7 +442,20 @@ fn open_journal(
         // New file, or killed while writing the header.
         keep = 0;
     }
-    if keep < bytes.len() {
+    Ok((j, keep, bytes.len()))
+}
+
+/// Opens the journal for appending: cuts it to the valid prefix `keep` (a torn
+/// last row) and writes the header into a new file.
+fn open_journal(path: &Path, header: &str, keep: usize, len: usize) -> Result<File> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    if keep < len {
         f.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
     }
     f.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
@@ -431,7 +464,7 @@ fn open_journal(
             .map_err(|e| Error::io(path, e))?;
     }
     f.sync_data().map_err(|e| Error::io(path, e))?;
-    Ok((j, f))
+    Ok(f)
 }
 
 /// `Some((index, line))` when `line` is a complete row of a point of `range`
@@ -486,6 +519,7 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
         }
     }
     let results_path = dir.join(study.kind.results_file());
+    refuse_foreign_dir(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let _lock = lock_dir(dir)?;
     remove_stale_partials(dir);
@@ -542,7 +576,7 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
 
     let head = header(&params, &metrics);
     let was_complete = manifest.status == "complete";
-    let (mut journal, mut file) = open_journal(&results_path, &head, plan, &range, metrics.len())?;
+    let (mut journal, keep, len) = read_journal(&results_path, &head, plan, &range, metrics.len())?;
     let already_done = journal.done;
     if was_complete && journal.done == range.len() {
         // Finished before: nothing to do, nothing to write.
@@ -567,6 +601,8 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
         ));
     }
 
+    // Every check passed: only now is anything on disk changed.
+    let mut file = open_journal(&results_path, &head, keep, len)?;
     // Record this run before any work.
     if let serde_json::Value::Object(extra) = &study.manifest_extra {
         for (k, v) in extra {
@@ -845,6 +881,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome> {
     }
 
     // The output: an unsharded, complete study.
+    refuse_foreign_dir(out)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let _lock = lock_dir(out)?;
     remove_stale_partials(out);
