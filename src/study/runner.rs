@@ -321,6 +321,15 @@ fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
+/// `5, 9, 12` (at most 5 shown).
+fn lines_text(lines: &[usize]) -> String {
+    let mut v: Vec<String> = lines.iter().take(5).map(usize::to_string).collect();
+    if lines.len() > 5 {
+        v.push(format!("and {} more", lines.len() - 5));
+    }
+    v.join(", ")
+}
+
 /// Refuses, before anything is created there, a path that cannot be a study
 /// directory: a file, or a non-empty directory without a manifest.
 fn refuse_foreign_dir(dir: &Path) -> Result<()> {
@@ -357,18 +366,31 @@ struct Journal {
     last_index: Option<usize>,
 }
 
-/// Reads `path` (changing nothing): the rows of its longest valid prefix,
-/// the byte length of that prefix, and whether the header must be written.
-/// Only the last line may be invalid (a torn write of a kill); an invalid
-/// line followed by more lines means the file was edited or damaged, and is
-/// refused naming the line.
+/// The study's CSV as read back (nothing changed yet).
+struct JournalRead {
+    journal: Journal,
+    /// Bytes of the file's longest valid prefix.
+    keep: usize,
+    /// Bytes of the file.
+    len: usize,
+    /// Line numbers (1-based) of invalid lines that other lines follow: not a
+    /// torn write but an edited or damaged file.
+    damaged: Vec<usize>,
+    /// Row texts in file order (the valid ones).
+    order: Vec<usize>,
+}
+
+/// Reads `path`, changing nothing: every valid row (a row must end in a
+/// newline, have every column and carry exactly the index, seed and
+/// parameters the plan gives its index), the length of the longest valid
+/// prefix, and the damaged lines (invalid, with lines after them).
 fn read_journal(
     path: &Path,
     header: &str,
     plan: &Plan,
     range: &Range<usize>,
     n_metrics: usize,
-) -> Result<(Journal, usize, usize)> {
+) -> Result<JournalRead> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -381,10 +403,13 @@ fn read_journal(
         last_index: None,
     };
     let n_cols = 2 + plan.param_names().len() + n_metrics;
-    let mut keep = 0usize; // bytes of the valid prefix
+    let mut keep = 0usize;
+    let mut prefix_valid = true;
     let mut pos = 0usize;
     let mut first = true;
     let mut line_no = 0usize;
+    let mut damaged = Vec::new();
+    let mut order = Vec::new();
     while let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') {
         let line = &bytes[pos..pos + nl];
         let next = pos + nl + 1;
@@ -404,50 +429,59 @@ fn read_journal(
             pos = next;
             continue;
         }
-        let Some(row) = std::str::from_utf8(line)
+        let row = std::str::from_utf8(line)
             .ok()
             .and_then(|l| valid_row(l, plan, range, n_cols))
-        else {
-            if next < bytes.len() {
-                return Err(Error::bad_file(
-                    path,
-                    format!(
-                        "line {line_no} `{}` is not a row of this plan (index, seed, parameters, {n_metrics} metrics) and rows follow it: the file was edited or damaged; delete that line and rerun with --resume to recompute it",
-                        String::from_utf8_lossy(line)
-                    ),
-                ));
+            .filter(|(index, _)| j.rows[index - range.start].is_none());
+        match row {
+            Some((index, text)) => {
+                j.rows[index - range.start] = Some(text.to_string());
+                j.done += 1;
+                if j.last_index.is_some_and(|l| l >= index) {
+                    j.in_order = false;
+                }
+                j.last_index = Some(index);
+                order.push(index);
+                if prefix_valid {
+                    keep = next;
+                }
             }
-            break;
-        };
-        let (index, text) = row;
-        let slot = &mut j.rows[index - range.start];
-        if slot.is_some() {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "line {line_no}: point {index} appears twice: the file was edited or damaged; delete one of the two lines"
-                ),
-            ));
+            None => {
+                prefix_valid = false;
+                if next < bytes.len() {
+                    damaged.push(line_no);
+                }
+            }
         }
-        *slot = Some(text.to_string());
-        j.done += 1;
-        if j.last_index.is_some_and(|l| l >= index) {
-            j.in_order = false;
-        }
-        j.last_index = Some(index);
-        keep = next;
         pos = next;
     }
     if first {
         // New file, or killed while writing the header.
         keep = 0;
     }
-    Ok((j, keep, bytes.len()))
+    Ok(JournalRead {
+        journal: j,
+        keep,
+        len: bytes.len(),
+        damaged,
+        order,
+    })
 }
 
-/// Opens the journal for appending: cuts it to the valid prefix `keep` (a torn
-/// last row) and writes the header into a new file.
-fn open_journal(path: &Path, header: &str, keep: usize, len: usize) -> Result<File> {
+/// Opens the journal for appending. A torn last row is cut off; a damaged
+/// file is first rewritten (atomically) with its valid rows only; a new file
+/// gets its header.
+fn open_journal(path: &Path, header: &str, r: &JournalRead, range: &Range<usize>) -> Result<File> {
+    if !r.damaged.is_empty() {
+        let mut text = format!("{header}\n");
+        for &i in &r.order {
+            if let Some(row) = &r.journal.rows[i - range.start] {
+                text.push_str(row);
+                text.push('\n');
+            }
+        }
+        write_atomic(path, text.as_bytes())?;
+    }
     let mut f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -455,11 +489,11 @@ fn open_journal(path: &Path, header: &str, keep: usize, len: usize) -> Result<Fi
         .write(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    if keep < len {
-        f.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
+    if r.damaged.is_empty() && r.keep < r.len {
+        f.set_len(r.keep as u64).map_err(|e| Error::io(path, e))?;
     }
     f.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
-    if keep == 0 {
+    if r.keep == 0 && r.damaged.is_empty() {
         f.write_all(format!("{header}\n").as_bytes())
             .map_err(|e| Error::io(path, e))?;
     }
@@ -576,9 +610,9 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
 
     let head = header(&params, &metrics);
     let was_complete = manifest.status == "complete";
-    let (mut journal, keep, len) = read_journal(&results_path, &head, plan, &range, metrics.len())?;
-    let already_done = journal.done;
-    if was_complete && journal.done == range.len() {
+    let read = read_journal(&results_path, &head, plan, &range, metrics.len())?;
+    let already_done = read.journal.done;
+    if was_complete && read.journal.done == range.len() && read.damaged.is_empty() {
         // Finished before: nothing to do, nothing to write.
         return Ok(StudyOutcome {
             dir: dir.to_path_buf(),
@@ -589,6 +623,16 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
             evaluated: 0,
             seconds: t0.elapsed().as_secs_f64(),
         });
+    }
+    if !read.damaged.is_empty() && !study.resume {
+        return Err(Error::bad_file(
+            &results_path,
+            format!(
+                "line {} is not a row of this plan (index, seed, parameters, {} metrics) and rows follow it: the file was edited or damaged; rerun with --resume to recompute only the damaged rows (nothing was changed)",
+                lines_text(&read.damaged),
+                metrics.len()
+            ),
+        ));
     }
     if already_done > 0 && !study.resume {
         return Err(Error::bad_file(
@@ -602,7 +646,8 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
     }
 
     // Every check passed: only now is anything on disk changed.
-    let mut file = open_journal(&results_path, &head, keep, len)?;
+    let mut file = open_journal(&results_path, &head, &read, &range)?;
+    let mut journal = read.journal;
     // Record this run before any work.
     if let serde_json::Value::Object(extra) = &study.manifest_extra {
         for (k, v) in extra {
@@ -634,6 +679,13 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
     let progress = Progress::new(&label, todo.len() as u64, study.progress);
     if already_done > 0 {
         progress.message(&format!("resumed, {already_done} done before"));
+    }
+    if !read.damaged.is_empty() {
+        progress.message(&format!(
+            "{}: dropped damaged line(s) {} (recomputed)",
+            results_path.display(),
+            lines_text(&read.damaged)
+        ));
     }
     let batch = evaluator.batch_size().max(1);
     let mut evaluated = 0usize;
