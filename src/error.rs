@@ -44,6 +44,28 @@ pub enum Error {
         /// The problem, naming the key and line.
         message: String,
     },
+    /// A path given by the user cannot be used as given: a directory where a
+    /// file is expected, a device, an input named as an output, a directory
+    /// that cannot be written.
+    #[error("{}: {message}", path.display())]
+    Path {
+        /// The path as the user gave it.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A request needs more memory than is available or allowed.
+    #[error("{what} needs {}, more than the {} {limit_source}", human_bytes(*.needed), human_bytes(*.limit))]
+    TooLarge {
+        /// What was asked for (naming the flags or the spec fields).
+        what: String,
+        /// Bytes needed.
+        needed: u128,
+        /// Bytes allowed.
+        limit: u128,
+        /// Where the limit comes from (`available (MemAvailable in /proc/meminfo)`...).
+        limit_source: String,
+    },
     /// No usable GPU adapter, or the GPU failed.
     #[error("gpu: {0}")]
     Gpu(String),
@@ -71,7 +93,9 @@ impl Error {
                 | Error::BadFile { .. }
                 | Error::NotFound { .. }
                 | Error::Spec { .. }
-        )
+                | Error::Path { .. }
+                | Error::TooLarge { .. }
+        ) || matches!(self, Error::Io { source, .. } if io_is_user_error(source))
     }
 
     /// Shorthand for [`Error::InvalidParameter`].
@@ -101,6 +125,40 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// I/O failures caused by the path the user gave (missing, not permitted, a
+/// directory where a file is expected...), as opposed to the machine's (disk
+/// full, hardware).
+fn io_is_user_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::NotFound
+            | K::PermissionDenied
+            | K::IsADirectory
+            | K::NotADirectory
+            | K::ReadOnlyFilesystem
+            | K::InvalidFilename
+            | K::AlreadyExists
+            | K::DirectoryNotEmpty
+    )
+}
+
+/// `12.3 GB` style (decimal units, 3 significant digits).
+pub fn human_bytes(b: u128) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = b as f64;
+    let mut k = 0;
+    while v >= 1000.0 && k + 1 < units.len() {
+        v /= 1000.0;
+        k += 1;
+    }
+    if k == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.3} {}", units[k])
     }
 }
 

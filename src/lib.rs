@@ -39,6 +39,7 @@ pub mod data;
 pub mod encode;
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod readout;

@@ -10,9 +10,10 @@ use memkin::data::npy::read_npy_f32 as read_f32;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::ode::{OdeSpec, run_ode_cpu};
 use memkin::engine::{BackendChoice, Precision, RunOptions, select};
+use memkin::limits;
 use memkin::model::Model;
 use memkin::model::integrate::{AdaptiveOptions, Integrator, PulseProtocol};
-use memkin::report::npy::Outputs;
+use memkin::report::output::{Outputs, check_input_file};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -199,12 +200,49 @@ fn resolve(a: &Args) -> Result<Config, Error> {
     })
 }
 
+/// The command's output transaction, before any work: inputs declared, every
+/// output path checked (not an input, not another output, a regular file).
+fn plan_outputs(a: &Args) -> Result<Outputs, Error> {
+    check_input_file("--input", &a.input)?;
+    if let Some(p) = &a.params {
+        check_input_file("--params", p)?;
+    }
+    let mut out = Outputs::new();
+    out.input(&a.input);
+    if let Some(p) = &a.params {
+        out.input(p);
+    }
+    out.plan(&a.out)?;
+    for p in [&a.status, &a.grad].into_iter().flatten() {
+        out.plan(p)?;
+    }
+    Ok(out)
+}
+
+/// Refuses, before allocating, outputs that cannot fit in memory.
+fn check_size(a: &Args, sets: usize, seqs: usize, steps: usize) -> Result<(), Error> {
+    let traj = limits::product(&[sets as u128, seqs as u128]);
+    let per_step = 4 + if a.grad.is_some() { 8 } else { 0 };
+    // The outputs (features, sensitivities, status) exist twice at most: as the
+    // engine's result and as the arrays written.
+    let needed = limits::product(&[traj, steps as u128, per_step]).saturating_add(traj);
+    limits::check_memory(
+        format!(
+            "simulate: {sets} parameter set(s) x {seqs} sequences x {steps} steps{}",
+            if a.grad.is_some() { " with --grad" } else { "" }
+        ),
+        needed,
+    )
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let out = plan_outputs(&a)?;
     if let Some(model) = a.model.ode() {
-        return run_ode(a, model);
+        return run_ode(a, model, out);
     }
     reject_ode_flags(&a)?;
     let cfg = resolve(&a)?;
+    check_size(&a, cfg.params.sets(), cfg.seqs, cfg.steps)?;
     let engine = select(a.backend.backend, a.precision)?;
     let batch = Batch::new(&cfg.x, cfg.seqs, cfg.steps, &cfg.params)?;
     let opts = RunOptions {
@@ -223,7 +261,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         vec![s]
     };
     let counts = f.status_counts();
-    let mut out = Outputs::new();
+    let mut out = out;
     out.npy(&a.out, f.w, &[lead.clone(), vec![t]].concat())?;
     if let Some(sp) = &a.status {
         out.npy(sp, f.status, &lead)?;
@@ -555,8 +593,9 @@ fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usiz
 }
 
 /// `memkin simulate --model ddk-ode|diffusive|linear-drift`.
-fn run_ode(a: Args, model: Model) -> anyhow::Result<()> {
+fn run_ode(a: Args, model: Model, mut out: Outputs) -> anyhow::Result<()> {
     let (spec, x, seqs, steps) = resolve_ode(&a, model)?;
+    check_size(&a, 1, seqs, steps)?;
     // gpu: any adapter; auto: a hardware GPU unless f64 or exact was asked for.
     let auto_cpu = a.backend.backend == BackendChoice::Auto
         && (a.precision != Precision::F32 || spec.integrator == Integrator::Exact);
@@ -585,7 +624,6 @@ fn run_ode(a: Args, model: Model) -> anyhow::Result<()> {
     let seconds = t0.elapsed().as_secs_f64();
     let counts = f.status_counts();
     let t = f.steps;
-    let mut out = Outputs::new();
     out.npy(&a.out, f.w, &[seqs, t])?;
     if let Some(sp) = &a.status {
         out.npy(sp, f.status, &[seqs])?;

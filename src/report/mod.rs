@@ -2,6 +2,7 @@
 //! progress on stderr.
 
 pub mod npy;
+pub mod output;
 pub mod plot;
 pub mod progress;
 pub mod stats;

@@ -43,7 +43,7 @@
 //!   requeues and Kubernetes retries are idempotent).
 //! - A non-empty DIR without a manifest is refused (it is not a study).
 
-use crate::report::npy::write_atomic;
+use crate::report::output::{remove_stale_partials, write_atomic};
 use crate::report::progress::Progress;
 use crate::study::plan::{Plan, Point, hex, shard_range};
 use crate::{Error, Result};
@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -330,16 +330,30 @@ fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
-/// Removes temporaries left by a killed writer (`.NAME.partial-PID`). Only
-/// called while holding the lock.
-fn remove_stale_partials(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".partial-") {
-                let _ = std::fs::remove_file(e.path());
-            }
+/// `5, 9, 12` (at most 5 shown).
+fn lines_text(lines: &[usize]) -> String {
+    let mut v: Vec<String> = lines.iter().take(5).map(usize::to_string).collect();
+    if lines.len() > 5 {
+        v.push(format!("and {} more", lines.len() - 5));
+    }
+    v.join(", ")
+}
+
+/// Refuses, before anything is created there, a path that cannot be a study
+/// directory: a file, or a non-empty directory without a manifest.
+fn refuse_foreign_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(Error::Path {
+            path: dir.to_path_buf(),
+            message: "is not a directory: --out names the study directory".into(),
+        }),
+        Ok(_) if !dir.join("manifest.json").exists() && has_visible_entries(dir)? => {
+            Err(Error::bad_file(
+                dir,
+                "not empty and holds no manifest.json: not a memkin study directory; choose a new or empty --out",
+            ))
         }
+        _ => Ok(()),
     }
 }
 
@@ -361,25 +375,36 @@ struct Journal {
     last_index: Option<usize>,
 }
 
-/// Reads `path`, keeps the longest valid prefix, truncates the file to it
-/// (writing the header if the file is new or torn inside it), and returns
-/// the rows with the file open for appending.
-fn open_journal(
+/// The study's CSV as read back (nothing changed yet).
+struct JournalRead {
+    journal: Journal,
+    /// Bytes of the file's longest valid prefix.
+    keep: usize,
+    /// Bytes of the file.
+    len: usize,
+    /// Line numbers (1-based) of invalid lines that other lines follow: not a
+    /// torn write but an edited or damaged file.
+    damaged: Vec<usize>,
+    /// Row texts in file order (the valid ones).
+    order: Vec<usize>,
+}
+
+/// Reads `path`, changing nothing: every valid row (a row must end in a
+/// newline, have every column and carry exactly the index, seed and
+/// parameters the plan gives its index), the length of the longest valid
+/// prefix, and the damaged lines (invalid, with lines after them).
+fn read_journal(
     path: &Path,
     header: &str,
     plan: &Plan,
     range: &Range<usize>,
     n_metrics: usize,
-) -> Result<(Journal, File)> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+) -> Result<JournalRead> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
     let mut j = Journal {
         rows: vec![None; range.len()],
         done: 0,
@@ -387,12 +412,17 @@ fn open_journal(
         last_index: None,
     };
     let n_cols = 2 + plan.param_names().len() + n_metrics;
-    let mut keep = 0usize; // bytes of the valid prefix
+    let mut keep = 0usize;
+    let mut prefix_valid = true;
     let mut pos = 0usize;
     let mut first = true;
+    let mut line_no = 0usize;
+    let mut damaged = Vec::new();
+    let mut order = Vec::new();
     while let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') {
         let line = &bytes[pos..pos + nl];
         let next = pos + nl + 1;
+        line_no += 1;
         if first {
             first = false;
             if line != header.as_bytes() {
@@ -408,39 +438,76 @@ fn open_journal(
             pos = next;
             continue;
         }
-        let Some(row) = std::str::from_utf8(line)
+        let row = std::str::from_utf8(line)
             .ok()
             .and_then(|l| valid_row(l, plan, range, n_cols))
-        else {
-            break;
-        };
-        let (index, text) = row;
-        let slot = &mut j.rows[index - range.start];
-        if slot.is_none() {
-            *slot = Some(text.to_string());
-            j.done += 1;
+            .filter(|(index, _)| j.rows[index - range.start].is_none());
+        match row {
+            Some((index, text)) => {
+                j.rows[index - range.start] = Some(text.to_string());
+                j.done += 1;
+                if j.last_index.is_some_and(|l| l >= index) {
+                    j.in_order = false;
+                }
+                j.last_index = Some(index);
+                order.push(index);
+                if prefix_valid {
+                    keep = next;
+                }
+            }
+            None => {
+                prefix_valid = false;
+                if next < bytes.len() {
+                    damaged.push(line_no);
+                }
+            }
         }
-        if j.last_index.is_some_and(|l| l >= index) {
-            j.in_order = false;
-        }
-        j.last_index = Some(index);
-        keep = next;
         pos = next;
     }
     if first {
         // New file, or killed while writing the header.
         keep = 0;
     }
-    if keep < bytes.len() {
-        f.set_len(keep as u64).map_err(|e| Error::io(path, e))?;
+    Ok(JournalRead {
+        journal: j,
+        keep,
+        len: bytes.len(),
+        damaged,
+        order,
+    })
+}
+
+/// Opens the journal for appending. A torn last row is cut off; a damaged
+/// file is first rewritten (atomically) with its valid rows only; a new file
+/// gets its header.
+fn open_journal(path: &Path, header: &str, r: &JournalRead, range: &Range<usize>) -> Result<File> {
+    if !r.damaged.is_empty() {
+        let mut text = format!("{header}\n");
+        for &i in &r.order {
+            if let Some(row) = &r.journal.rows[i - range.start] {
+                text.push_str(row);
+                text.push('\n');
+            }
+        }
+        write_atomic(path, text.as_bytes())?;
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    if r.damaged.is_empty() && r.keep < r.len {
+        f.set_len(r.keep as u64).map_err(|e| Error::io(path, e))?;
     }
     f.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
-    if keep == 0 {
+    if r.keep == 0 && r.damaged.is_empty() {
         f.write_all(format!("{header}\n").as_bytes())
             .map_err(|e| Error::io(path, e))?;
     }
     f.sync_data().map_err(|e| Error::io(path, e))?;
-    Ok((j, f))
+    Ok(f)
 }
 
 /// `Some((index, line))` when `line` is a complete row of a point of `range`
@@ -495,6 +562,7 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
         }
     }
     let results_path = dir.join(study.kind.results_file());
+    refuse_foreign_dir(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let _lock = lock_dir(dir)?;
     remove_stale_partials(dir);
@@ -551,9 +619,9 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
 
     let head = header(&params, &metrics);
     let was_complete = manifest.status == "complete";
-    let (mut journal, mut file) = open_journal(&results_path, &head, plan, &range, metrics.len())?;
-    let already_done = journal.done;
-    if was_complete && journal.done == range.len() {
+    let read = read_journal(&results_path, &head, plan, &range, metrics.len())?;
+    let already_done = read.journal.done;
+    if was_complete && read.journal.done == range.len() && read.damaged.is_empty() {
         // Finished before: nothing to do, nothing to write.
         return Ok(StudyOutcome {
             dir: dir.to_path_buf(),
@@ -564,6 +632,16 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
             evaluated: 0,
             seconds: t0.elapsed().as_secs_f64(),
         });
+    }
+    if !read.damaged.is_empty() && !study.resume {
+        return Err(Error::bad_file(
+            &results_path,
+            format!(
+                "line {} is not a row of this plan (index, seed, parameters, {} metrics) and rows follow it: the file was edited or damaged; rerun with --resume to recompute only the damaged rows (nothing was changed)",
+                lines_text(&read.damaged),
+                metrics.len()
+            ),
+        ));
     }
     if already_done > 0 && !study.resume {
         return Err(Error::bad_file(
@@ -576,6 +654,9 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
         ));
     }
 
+    // Every check passed: only now is anything on disk changed.
+    let mut file = open_journal(&results_path, &head, &read, &range)?;
+    let mut journal = read.journal;
     // Record this run before any work.
     if let serde_json::Value::Object(extra) = &study.manifest_extra {
         for (k, v) in extra {
@@ -607,6 +688,13 @@ pub fn run_study(study: &Study<'_>, evaluator: &mut dyn Evaluator) -> Result<Stu
     let progress = Progress::new(&label, todo.len() as u64, study.progress);
     if already_done > 0 {
         progress.message(&format!("resumed, {already_done} done before"));
+    }
+    if !read.damaged.is_empty() {
+        progress.message(&format!(
+            "{}: dropped damaged line(s) {} (recomputed)",
+            results_path.display(),
+            lines_text(&read.damaged)
+        ));
     }
     let batch = evaluator.batch_size().max(1);
     let mut evaluated = 0usize;
@@ -854,6 +942,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeOutcome> {
     }
 
     // The output: an unsharded, complete study.
+    refuse_foreign_dir(out)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let _lock = lock_dir(out)?;
     remove_stale_partials(out);
