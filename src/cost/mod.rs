@@ -332,3 +332,23 @@ pub fn components_csv(c: &Comparison) -> String {
     }
     s
 }
+
+/// The Pareto front of (cost, score) points: those no other point beats with
+/// less or equal cost and a higher or equal score (one strictly). Points with
+/// a non-finite coordinate are ignored. Returned sorted by cost.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut p: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(c, s)| c.is_finite() && s.is_finite())
+        .collect();
+    // Cheapest first; among equal cost, best score first.
+    p.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let mut front: Vec<(f64, f64)> = Vec::new();
+    for q in p {
+        if front.last().is_none_or(|l| q.1 > l.1) {
+            front.push(q);
+        }
+    }
+    front
+}
