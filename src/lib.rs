@@ -35,6 +35,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod cost;
 pub mod data;
 pub mod encode;
 pub mod engine;

@@ -2,6 +2,7 @@
 //! struct (what clap parses) and a `run` that resolves it and calls the library.
 
 mod bench;
+mod cost;
 mod data;
 mod devices;
 mod fit;
@@ -39,6 +40,8 @@ enum Command {
     Bench(bench::Args),
     /// Fit a device model's parameters to a measured pulse-response trace (CSV).
     Fit(fit::Args),
+    /// Energy, latency and area per inference: DDK, raw readout and deep baselines on a technology card.
+    Cost(cost::Args),
     /// Device-variability Monte Carlo: accuracy over random device draws (a spec).
     Mc(mc::Args),
 }
@@ -76,6 +79,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Merge(a) => sweep::run_merge(a),
         Command::Fit(a) => fit::run(a),
         Command::Mc(a) => mc::run(a),
+        Command::Cost(a) => cost::run(a),
     }
 }
 

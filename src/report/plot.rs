@@ -636,3 +636,86 @@ pub fn feature_maps_png(
     })?;
     out.commit()
 }
+
+/// A scatter of points (gray) with a highlighted front drawn as a line
+/// (e.g. accuracy against energy per inference and its Pareto front); log
+/// axes drop non-positive values.
+pub fn front_png(
+    path: &Path,
+    points: &[(f64, f64)],
+    front: &[(f64, f64)],
+    log_x: bool,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) -> Result<()> {
+    let map = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        pts.iter()
+            .filter(|(x, _)| !log_x || *x > 0.0)
+            .map(|&(x, y)| (to_axis(x, log_x), y))
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect()
+    };
+    let (pts, fr) = (map(points), map(front));
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for &(x, y) in &pts {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let grow = |a: f64, b: f64| {
+        let pad = if b > a { (b - a) * 0.05 } else { 0.5 };
+        (a - pad, b + pad)
+    };
+    let ((x0, x1), (y0, y1)) = (grow(x0, x1), grow(y0, y1));
+    render(path, |root| {
+        let e = |err| draw_err(path, err);
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 26))
+            .margin(16)
+            .x_label_area_size(56)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .x_label_formatter(&|v| tick(*v, log_x))
+            .y_label_formatter(&|v| tick(*v, false))
+            .axis_desc_style(("sans-serif", 20))
+            .label_style(("sans-serif", 15))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(e)?;
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, NAN_GRAY.filled())))
+            .map_err(e)?
+            .label("points")
+            .legend(|(x, y)| Circle::new((x + 12, y), 4, NAN_GRAY.filled()));
+        let c = RED.to_rgba();
+        chart
+            .draw_series(LineSeries::new(fr.clone(), c.stroke_width(2)))
+            .map_err(e)?
+            .label("Pareto front")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2)));
+        chart
+            .draw_series(fr.iter().map(|&p| Circle::new(p, 5, c.filled())))
+            .map_err(e)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 16))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    })
+}

@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module covers one stage of the data flow.
 
 mod common;
+mod cost;
 mod data;
 mod engine;
 mod mc;
