@@ -30,7 +30,7 @@ pub fn parse_size(s: &str) -> Option<u128> {
         .find_map(|(u, m)| s.strip_suffix(u).map(|n| (n, *m)))
         .unwrap_or((s, 1.0));
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| (v * mult) as u128)
+    (v.is_finite() && v >= 0.0).then_some((v * mult) as u128)
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes (None where there is none).

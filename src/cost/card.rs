@@ -119,7 +119,13 @@ impl Range {
         }
     }
     fn contains(&self, v: f64) -> bool {
-        v.is_finite() && (if self.lo_open { v > self.lo } else { v >= self.lo }) && v <= self.hi
+        v.is_finite()
+            && (if self.lo_open {
+                v > self.lo
+            } else {
+                v >= self.lo
+            })
+            && v <= self.hi
     }
     fn render(&self) -> String {
         format!(
@@ -166,7 +172,11 @@ impl CardValues {
             ("subarray_cols", self.subarray_cols as f64, r(8.0, 4096.0)),
             ("cols_per_adc", self.cols_per_adc as f64, r(1.0, 1024.0)),
             ("adc_bits", self.adc_bits as f64, r(1.0, 12.0)),
-            ("adc_power_per_bit_w", self.adc_power_per_bit_w, r(0.0, 1e-2)),
+            (
+                "adc_power_per_bit_w",
+                self.adc_power_per_bit_w,
+                r(0.0, 1e-2),
+            ),
             ("adc_power_base_w", self.adc_power_base_w, r(0.0, 1e-2)),
             ("adc_column_coeff", self.adc_column_coeff, r(0.0, 10.0)),
             ("adc_column_exponent", self.adc_column_exponent, o(0.0, 5.0)),

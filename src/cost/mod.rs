@@ -312,8 +312,7 @@ pub fn table_csv(c: &Comparison) -> String {
 
 /// One row per (network, layer, component).
 pub fn components_csv(c: &Comparison) -> String {
-    let mut s =
-        String::from("dataset,network,layer,component,energy_j,latency_s,area_mm2\n");
+    let mut s = String::from("dataset,network,layer,component,energy_j,latency_s,area_mm2\n");
     for n in &c.networks {
         for l in &n.layers {
             for k in &l.components {

@@ -335,7 +335,12 @@ fn kinetics_cost(c: &CardValues, l: &Layer, k: &KineticsLayer) -> LayerCost {
             0.0,
             k.devices as f64 * driver_area(c),
         ),
-        component("state reads", a.read_j * passes, reads * c.read_pulse_s, 0.0),
+        component(
+            "state reads",
+            a.read_j * passes,
+            reads * c.read_pulse_s,
+            0.0,
+        ),
         component(
             "adc",
             a.adc_j * passes,
@@ -383,7 +388,8 @@ fn crossbar_cost(c: &CardValues, l: &Layer, x: &CrossbarLayer) -> LayerCost {
             "array",
             e_wl * cycles,
             cycles * c.read_pulse_s,
-            tiles as f64 * (rows as f64 * cols as f64 * c.cell_area_m2() + rows as f64 * driver_area(c)),
+            tiles as f64
+                * (rows as f64 * cols as f64 * c.cell_area_m2() + rows as f64 * driver_area(c)),
         ),
         component(
             "adc",

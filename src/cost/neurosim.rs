@@ -50,7 +50,11 @@ pub enum Gate {
 /// (bottom per area, sidewall per length, drain-to-channel per length).
 pub fn junction_caps(c: &CardValues) -> (f64, f64, f64) {
     let f = 1.0 + c.vdd_v / BUILT_IN_POTENTIAL;
-    (CJD / f.powf(MJD), CJSWD / f.powf(MJSWD), CJSWGD / f.powf(MJSWGD))
+    (
+        CJD / f.powf(MJD),
+        CJSWD / f.powf(MJSWD),
+        CJSWGD / f.powf(MJSWGD),
+    )
 }
 
 /// formula.cpp:54 `CalculateGateCap` (bulk): (capIdealGate + capOverlap +
@@ -201,7 +205,8 @@ pub fn gate_caps(c: &CardValues, gate: Gate, wn: f64, wp: f64) -> (f64, f64) {
     };
     let _ = us_p;
     let (cj, csw, cdc) = junction_caps(c);
-    let cap_out = (wd_n * h_n + wd_p * h_p) * cj + (sw_p + sw_n) * csw + (nf_n * h_n + nf_p * h_p) * cdc;
+    let cap_out =
+        (wd_n * h_n + wd_p * h_p) * cj + (sw_p + sw_n) * csw + (nf_n * h_n + nf_p * h_p) * cdc;
     (cap_in, cap_out)
 }
 

@@ -15,7 +15,10 @@ use std::process::Command;
 
 fn close(got: f64, want: f64, what: &str) {
     let rel = ((got - want) / want).abs();
-    assert!(rel < 0.01, "{what}: got {got:e}, want {want:e} (rel {rel:.2e} >= 1%)");
+    assert!(
+        rel < 0.01,
+        "{what}: got {got:e}, want {want:e} (rel {rel:.2e} >= 1%)"
+    );
 }
 
 fn card() -> Card {
@@ -27,8 +30,16 @@ fn sar_adc_matches_neurosim_at_its_default_card() {
     let c = card().values;
     // SarADC.cpp:215-216,242: R' = R * 0.5/0.55;
     // ((0.538*5 + 4.3753)e-6 + 0.072341*exp(-2.303*log10 R')) * (5+1)*1e-9
-    close(sar_adc_energy(&c, 1e5), 4.715649321564932e-14, "SAR energy at 100 kohm");
-    close(sar_adc_energy(&c, 1e4), 9.005850530418224e-14, "SAR energy at 10 kohm");
+    close(
+        sar_adc_energy(&c, 1e5),
+        4.715649321564932e-14,
+        "SAR energy at 100 kohm",
+    );
+    close(
+        sar_adc_energy(&c, 1e4),
+        9.005850530418224e-14,
+        "SAR energy at 10 kohm",
+    );
     // SarADC.cpp:131: (log2(32) + 1) * 1 ns
     close(sar_adc_latency(&c), 6e-9, "SAR latency");
     // SarADC.cpp:81 with formula.cpp:70 (INV 7.6F x 28F each):
@@ -43,8 +54,16 @@ fn adder_matches_neurosim_at_its_default_card() {
     // Cin = (1.2*5.245e-10 + 8.004e-10)*(wn+wp) = 6.574e-16 F,
     // Cout = cj(5.6F wn + 2.8F wp) + csw(16.8F + wn) + cdc(wn + wp) = 1.808e-16 F,
     // E = 0.85^2 [14 Cin + 7 Cout + 7 (13 Cin + 7 Cout)] * 0.15
-    close(adder_energy(&c, 8), 8.57843522823913e-15, "8-bit adder energy");
-    close(adder_energy(&c, 14), 1.4958825564229727e-14, "14-bit adder energy");
+    close(
+        adder_energy(&c, 8),
+        8.57843522823913e-15,
+        "8-bit adder energy",
+    );
+    close(
+        adder_energy(&c, 14),
+        1.4958825564229727e-14,
+        "14-bit adder energy",
+    );
     // Adder.cpp:86: NAND2 (11.4F x 28F) * 9 * 8 bits
     close(adder_area(&c, 8), 1.11234816e-11, "8-bit adder area");
 }
@@ -54,7 +73,11 @@ fn array_wordlines_and_cell_match_neurosim_at_its_default_card() {
     let c = card().values;
     // SubArray.cpp:197,1853-1856: capRow2 = 128*12*22nm*0.2fF/um;
     // capRow2 * 0.85^2 * 128 rows * 0.5 activity * 8 muxed columns
-    close(wordline_energy(&c, 128, 128), 2.5000673279999994e-12, "wordline energy");
+    close(
+        wordline_energy(&c, 128, 128),
+        2.5000673279999994e-12,
+        "wordline energy",
+    );
     // Param.cpp:339-340: 1T1R 4F x 12F
     close(c.cell_area_m2(), 48.0 * 22e-9 * 22e-9, "cell area");
 }
@@ -81,12 +104,21 @@ fn every_total_is_the_sum_of_its_parts() {
         assert_eq!(k.energy_j, sum(&|l| l.energy_j), "{}", k.name);
         assert_eq!(k.latency_s, sum(&|l| l.latency_s), "{}", k.name);
         assert_eq!(k.area_m2, sum(&|l| l.area_m2), "{}", k.name);
-        assert_eq!(k.parameters, k.layers.iter().map(|l| l.parameters).sum::<usize>());
+        assert_eq!(
+            k.parameters,
+            k.layers.iter().map(|l| l.parameters).sum::<usize>()
+        );
         for l in &k.layers {
             let e: f64 = l.components.iter().map(|c| c.energy_j).sum();
             let t: f64 = l.components.iter().map(|c| c.latency_s).sum();
             let a: f64 = l.components.iter().map(|c| c.area_m2).sum();
-            assert_eq!((l.energy_j, l.latency_s, l.area_m2), (e, t, a), "{} {}", k.name, l.name);
+            assert_eq!(
+                (l.energy_j, l.latency_s, l.area_m2),
+                (e, t, a),
+                "{} {}",
+                k.name,
+                l.name
+            );
             assert!(e > 0.0 && t > 0.0 && a > 0.0, "{} {}", k.name, l.name);
         }
     }
@@ -112,12 +144,22 @@ fn every_preset_constant_names_its_source() {
 
 #[test]
 fn pareto_front_keeps_only_undominated_points() {
-    let pts = [(3.0, 0.9), (1.0, 0.5), (2.0, 0.4), (2.0, 0.8), (4.0, 0.85), (f64::NAN, 1.0)];
+    let pts = [
+        (3.0, 0.9),
+        (1.0, 0.5),
+        (2.0, 0.4),
+        (2.0, 0.8),
+        (4.0, 0.85),
+        (f64::NAN, 1.0),
+    ];
     assert_eq!(pareto_front(&pts), vec![(1.0, 0.5), (2.0, 0.8), (3.0, 0.9)]);
 }
 
 fn memkin(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_memkin")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_memkin"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -125,17 +167,35 @@ fn bad_card_exits_2_naming_field_and_range() {
     let tmp = tempfile::tempdir().unwrap();
     let good = PRESETS[0].1;
     for (text, needle) in [
-        (good.replace("adc_bits = 5", "adc_bits = 0"), "values.adc_bits = 0: in [1, 12]"),
-        (good.replace("r_off_ohm = 1.7e6", "r_off_ohm = 1e3"), "values.r_off_ohm"),
-        (good.replace("vdd_v = 0.85", "vdd_volts = 0.85"), "vdd_volts"),
+        (
+            good.replace("adc_bits = 5", "adc_bits = 0"),
+            "values.adc_bits = 0: in [1, 12]",
+        ),
+        (
+            good.replace("r_off_ohm = 1.7e6", "r_off_ohm = 1e3"),
+            "values.r_off_ohm",
+        ),
+        (
+            good.replace("vdd_v = 0.85", "vdd_volts = 0.85"),
+            "vdd_volts",
+        ),
     ] {
         let path = tmp.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();
         let out = tmp.path().join("out");
-        let o = memkin(&["cost", "--card", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let o = memkin(&[
+            "cost",
+            "--card",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
-        assert!(err.contains(needle) && err.trim().lines().count() == 1, "{err}");
+        assert!(
+            err.contains(needle) && err.trim().lines().count() == 1,
+            "{err}"
+        );
         assert!(!out.exists(), "nothing written on a bad card");
     }
 }
@@ -144,7 +204,16 @@ fn bad_card_exits_2_naming_field_and_range() {
 fn cost_command_reports_ddk_raw_and_writes_tables() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c");
-    let o = memkin(&["cost", "--backend", "cpu", "--samples", "16", "--json", "--out", out.to_str().unwrap()]);
+    let o = memkin(&[
+        "cost",
+        "--backend",
+        "cpu",
+        "--samples",
+        "16",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let nets = v["comparison"]["networks"].as_array().unwrap();
