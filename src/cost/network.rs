@@ -261,7 +261,7 @@ fn pulse_line_cap(c: &CardValues) -> f64 {
 
 /// The kinetics activity of one inference, averaged over inputs: `x` and `w`
 /// hold `n` inputs, each `seqs` sequences of `steps` values (inputs in [0, 1]
-/// and the states they produced, w[0] included).
+/// and the states they produced, `w[0]` included).
 pub fn kinetics_activity(
     c: &CardValues,
     x: &[f32],
