@@ -47,11 +47,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::rng::Rng;
 pub use config::{ReadoutKind, TrainConfig};
 pub use metrics::{accuracy, argmax_rows, confusion_matrix};
 pub use net::{Activation, Network, Optimizer};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};
-pub use crate::rng::Rng;
 pub use standardize::{STD_FLOOR, Standardizer, check_features};
 pub use trainer::{EpochReport, Evaluation, Trainer, stratified_split, train};
 

@@ -9,9 +9,9 @@ use super::config::{ReadoutKind, TrainConfig};
 use super::metrics::accuracy;
 use super::net::{Network, OptState, Workspace};
 use super::ridge::{RidgeGram, check_labels, select_lambda};
-use crate::rng::Rng;
 use super::standardize::{Standardizer, check_features};
 use super::{Model, Trained};
+use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// What one epoch achieved (also the entries of [`Trained::history`]).

@@ -83,11 +83,9 @@ use crate::engine::{Engine, RunOptions, StepNoise};
 use crate::model::integrate::Integrator;
 use crate::pipeline::{Protocol, Side, encode_protocol, evaluate_split, split_for_repeat};
 use crate::readout::{EpochReport, Model, ReadoutKind, Rng, Trained, Trainer};
+use crate::rng::{Stream, purpose, truncated_normal_positive, truncated_normal_range, uniform_f64};
 use crate::study::kinetics::Kinetics;
 use crate::study::plan::Point;
-use crate::rng::{
-    Stream, purpose, truncated_normal_positive, truncated_normal_range, uniform_f64,
-};
 use crate::study::runner::{Evaluator, Manifest, ResultsTable, read_manifest};
 use crate::study::spec::{self, McModel, McSpec, Variability};
 use crate::{Error, Result};
