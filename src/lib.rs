@@ -44,6 +44,7 @@ pub mod pipeline;
 pub mod readout;
 pub mod report;
 pub mod rng;
+pub mod saved_model;
 pub mod study;
 
 pub use error::{Error, Result};

@@ -10,6 +10,8 @@
 //! - a trajectory that diverges (`beta x > 2 sqrt(alpha)`) is never fed to a
 //!   readout: the outcome carries its share and no accuracy.
 
+pub mod tune;
+
 use crate::batch::{Batch, DeviceParams, Features};
 use crate::data::Dataset;
 use crate::encode::{Encoded, Encoding, default_encoding, encode, expand_labels};
@@ -209,6 +211,29 @@ impl Side {
 }
 
 impl Side {
+    /// The readout samples `idx` (in that order), with their labels and groups.
+    pub fn subset(&self, idx: &[usize]) -> Side {
+        let e = &self.encoded;
+        let mut x = Vec::with_capacity(idx.len() * e.seqs_per_sample * e.steps);
+        for &i in idx {
+            x.extend_from_slice(e.sample(i));
+        }
+        Side {
+            encoded: Encoded {
+                x,
+                seqs: idx.len() * e.seqs_per_sample,
+                steps: e.steps,
+                seqs_per_sample: e.seqs_per_sample,
+                samples: idx.len(),
+            },
+            y: idx.iter().map(|&i| self.y[i]).collect(),
+            groups: self
+                .groups
+                .as_ref()
+                .map(|g| idx.iter().map(|&i| g[i]).collect()),
+        }
+    }
+
     /// Keeps the readout samples whose input has a non-zero value (see
     /// [`Protocol::drop_empty`]).
     pub fn drop_empty(self) -> Side {
@@ -237,6 +262,56 @@ impl Side {
                 .as_ref()
                 .map(|g| keep.iter().map(|&i| g[i]).collect()),
         }
+    }
+}
+
+/// The three sides every selection works on: `fit` trains the readout, `val`
+/// chooses among candidates (sweep points, `--tune` settings), `test` is scored
+/// once, for the figure reported. `fit` and `val` partition the training side.
+#[derive(Clone, Debug)]
+pub struct Sides {
+    /// Trains the readout.
+    pub fit: Side,
+    /// Chooses among candidates.
+    pub val: Side,
+    /// Reported, never chosen on.
+    pub test: Side,
+}
+
+/// Default share of the training side held out for validation by sweeps,
+/// Monte Carlo studies and `run --tune`.
+pub const VAL_FRACTION: f64 = 0.2;
+
+/// Carves a validation side from `train`: stratified by label, seeded, and by
+/// group when the side has groups (all slices of one object stay on one side),
+/// with [`crate::data::split::stratified_split`] (the splitter behind every
+/// dataset's train/test split). The one place where sweeps, Monte Carlo and
+/// `run --tune` get their validation data.
+pub fn carve_validation(train: &Side, fraction: f64, seed: u64) -> Result<(Side, Side)> {
+    let s = crate::data::split::stratified_split(
+        &train.y,
+        train.groups.as_deref(),
+        fraction,
+        seed ^ VAL_SPLIT_KEY,
+    )
+    .map_err(|e| match e {
+        Error::InvalidParameter {
+            value, expected, ..
+        } => Error::invalid("val_fraction", value, expected),
+        other => other,
+    })?;
+    Ok((train.subset(&s.train), train.subset(&s.test)))
+}
+
+/// Keeps the validation split's stream apart from the train/test split's
+/// (same study seed, different key).
+const VAL_SPLIT_KEY: u64 = 0x7A1D_5E1E_C7ED_0001;
+
+impl Sides {
+    /// `fit` and `val` carved from `train` ([`carve_validation`]), `test` as given.
+    pub fn carve(train: &Side, test: Side, val_fraction: f64, seed: u64) -> Result<Sides> {
+        let (fit, val) = carve_validation(train, val_fraction, seed)?;
+        Ok(Sides { fit, val, test })
     }
 }
 
@@ -489,7 +564,7 @@ pub fn learn_device(
     }
     let (lo, hi) = dl.clamp;
     let e = &train.encoded;
-    let (spp, t, f) = (e.seqs_per_sample, e.steps, train.n_features());
+    let (t, f) = (e.steps, train.n_features());
     let n_classes = train
         .y
         .iter()
@@ -509,23 +584,7 @@ pub fn learn_device(
     } else {
         ((0..train.n()).collect(), Vec::new())
     };
-    let subset = |idx: &[usize]| -> Side {
-        let mut x = Vec::with_capacity(idx.len() * spp * t);
-        for &i in idx {
-            x.extend_from_slice(e.sample(i));
-        }
-        Side {
-            encoded: Encoded {
-                x,
-                seqs: idx.len() * spp,
-                steps: t,
-                seqs_per_sample: spp,
-                samples: idx.len(),
-            },
-            y: idx.iter().map(|&i| train.y[i]).collect(),
-            groups: None,
-        }
-    };
+    let subset = |idx: &[usize]| -> Side { train.subset(idx) };
     let val_side = (!val.is_empty()).then(|| subset(&val));
     let params0 = device_params(alpha, beta, proto.w0, proto.per_step, t)?;
     let f0 = featurize(engine, &subset(&fit), &params0, false)?;

@@ -6,6 +6,7 @@ use memkin::Error;
 use memkin::data;
 use memkin::encode::Encoding;
 use memkin::engine::{Precision, select};
+use memkin::pipeline::tune::{TuneGrid, tune_split};
 use memkin::pipeline::{
     DeviceLearning, Protocol, Spread, evaluate_split, feature_examples, split_for_repeat,
 };
@@ -91,6 +92,14 @@ pub struct Args {
     /// Write report.json, confusion.csv and feature_maps.png here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Choose (alpha, beta) and the ridge lambda on a validation side carved
+    /// from each training split (nested selection), then score the test split once.
+    #[arg(long, conflicts_with_all = ["learn_device", "no_device", "alpha", "beta"])]
+    tune: bool,
+    /// The --tune candidates (TOML: alpha = [..], beta = [..], ridge_lambda = [..],
+    /// val_fraction = 0.2); default: memkin::pipeline::tune::TuneGrid's.
+    #[arg(long, requires = "tune")]
+    tune_grid: Option<PathBuf>,
     /// Save the trained readout and device parameters (JSON) for `memkin mc`.
     #[arg(long)]
     save_model: Option<PathBuf>,
@@ -209,6 +218,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         total,
         true,
     );
+    let grid = match (&a.tune_grid, a.tune) {
+        (Some(path), _) => Some(TuneGrid::from_path(path)?),
+        (None, true) => Some(TuneGrid::default()),
+        (None, false) => None,
+    };
+    let mut choices = Vec::new();
     let mut outcomes = Vec::new();
     for r in 0..proto.repeats {
         let split = split_for_repeat(&ds, &proto, a.common.seed, r)?;
@@ -227,8 +242,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 rep.train_loss
             ));
         };
-        let o = evaluate_split(engine.as_ref(), &split, &proto, Some(&tick))
-            .with_context(|| format!("repeat {r}"))?;
+        let o = match &grid {
+            Some(g) => {
+                let (c, o) = tune_split(engine.as_ref(), &split, &proto, g)
+                    .with_context(|| format!("repeat {r}"))?;
+                progress.inc(proto.readout.epochs as u64);
+                choices.push(c);
+                o
+            }
+            None => evaluate_split(engine.as_ref(), &split, &proto, Some(&tick))
+                .with_context(|| format!("repeat {r}"))?,
+        };
         if o.diverged_fraction > 0.0 {
             let limit = 2.0 * o.alpha.sqrt();
             return Err(Error::invalid(
@@ -283,6 +307,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "adapter_type": info.adapter_type,
         "seed": a.common.seed,
         "readout_config": proto.readout,
+        "tune": grid.as_ref().map(|g| serde_json::json!({
+            "grid": g,
+            "selection": "nested: chosen on a validation side carved from each training split; the test split scored once",
+            "chosen": choices,
+        })),
     });
     let mut out = Outputs::new();
     if let Some(d) = &a.out {
@@ -334,22 +363,35 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     }
     if let Some(m) = &a.save_model {
-        let saved = serde_json::json!({
-            "memkin_model": 1,
-            "dataset": ds.name,
-            "protocol": proto,
-            "alpha": first.alpha,
-            "beta": first.beta,
-            "readout": first.trained,
-            "test_accuracy": first.test_accuracy,
-            "seed": a.common.seed,
-        });
-        out.text(m, &serde_json::to_string(&saved)?)?;
+        let saved = memkin::saved_model::SavedModel::to_json(
+            &ds.name,
+            &proto,
+            first.alpha,
+            first.beta,
+            first.trained.as_ref(),
+            first.test_accuracy,
+            a.common.seed,
+        )?;
+        out.text(m, &saved)?;
     }
     out.commit()?;
     if a.common.json {
         print_json(&report);
     } else {
+        for (r, c) in choices.iter().enumerate() {
+            eprintln!(
+                "--tune, split {}: alpha {}, beta {}{} chosen on validation (accuracy {:.4}, {} candidates, {} diverged pairs skipped)",
+                r + 1,
+                c.alpha,
+                c.beta,
+                c.ridge_lambda
+                    .map(|l| format!(", lambda {l}"))
+                    .unwrap_or_default(),
+                c.val_accuracy,
+                c.candidates,
+                c.diverged
+            );
+        }
         eprintln!(
             "{}: {} on {} train / {} test, alpha {:.4}, beta {:.4}: test accuracy {:.4} +- {:.4} over {} split(s) (train {:.4}); {} parameters, {} operations; {:.1} s on {} ({})",
             ds.name,

@@ -5,14 +5,14 @@ use memkin::data;
 use memkin::engine::BackendChoice;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{Precision, select};
-use memkin::pipeline::{Protocol, encode_protocol};
+use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
 use memkin::readout::{ReadoutKind, TrainConfig};
 use memkin::report::plot::{Heatmap, heatmap_png, sample_curve};
 use memkin::study::kinetics::Kinetics;
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
-use memkin::study::runner::{ResultsTable, Study, StudyKind, merge, run_study};
-use memkin::study::spec::{self, SweepSpec};
-use memkin::study::sweep::SweepEvaluator;
+use memkin::study::runner::{ResultsTable, Study, StudyKind, annotate_manifest, merge, run_study};
+use memkin::study::spec::{self, HeatmapMetric, SweepSpec};
+use memkin::study::sweep::{Selected, SweepEvaluator, select_from_table};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `memkin sweep`.
@@ -143,11 +143,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
     let (train, test) = encode_protocol(&ds, &proto)?;
+    let val_fraction = spec.val_fraction.unwrap_or(VAL_FRACTION);
+    let sides = Sides::carve(&train, test, val_fraction, spec.seed).map_err(in_spec)?;
     let (backend, adapter) = kinetics.describe();
     let batch = spec
         .batch
-        .unwrap_or_else(|| SweepEvaluator::batch_for_budget(&train, &test, 256 << 20));
-    let mut eval = SweepEvaluator::new(kinetics, train, test, ds.n_classes, readout, batch)?;
+        .unwrap_or_else(|| SweepEvaluator::batch_for_budget(&sides, 256 << 20));
+    let (n_fit, n_val) = (sides.fit.n(), sides.val.n());
+    let mut eval = SweepEvaluator::new(kinetics, sides, ds.n_classes, readout, batch)?;
     let study = Study {
         dir: &a.out,
         kind: StudyKind::Sweep,
@@ -159,19 +162,22 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         manifest_extra: serde_json::json!({
             "backend": backend, "adapter": adapter,
             "dataset": ds.name, "n_train": ds.n_train(), "n_test": ds.n_test(), "batch": batch,
+            "val_fraction": val_fraction, "n_fit": n_fit, "n_val": n_val,
+            "selection": "the point with the best val_accuracy (validation side carved from the training side); test_accuracy is reported, never chosen on",
         }),
     };
     let outcome = run_study(&study, &mut eval)?;
-    let heatmap = if shard.is_none() {
-        write_heatmap(&a.out, &plan)?
+    let (heatmap, selected) = if shard.is_none() {
+        finish_sweep(&a.out, &plan, spec.heatmap.unwrap_or_default())?
     } else {
-        None
+        (None, None)
     };
     let summary = serde_json::json!({
         "out": outcome.dir, "results": outcome.results, "points": plan.len(),
         "shard": shard.map(|(i, n)| format!("{i}/{n}")), "range": [outcome.range.start, outcome.range.end],
         "already_done": outcome.already_done, "evaluated": outcome.evaluated, "seconds": outcome.seconds,
         "heatmap": heatmap, "backend": backend, "adapter": adapter, "seed": spec.seed,
+        "selected": selected,
     });
     if a.common.json {
         print_json(&summary);
@@ -184,13 +190,50 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             outcome.seconds,
             outcome.results.display()
         );
+        if let Some(s) = &selected {
+            eprintln!("{}", describe_selected(&plan, s));
+        }
     }
     Ok(())
 }
 
+/// "selected on validation: point 37 (alpha = 0.5, beta = 1.2): val accuracy ..., test accuracy ...".
+fn describe_selected(plan: &Plan, s: &Selected) -> String {
+    let p = plan.point(s.index);
+    let params: Vec<String> = p.params.iter().map(|(n, v)| format!("{n} = {v}")).collect();
+    format!(
+        "selected on validation: point {} ({}): val accuracy {:.4}, test accuracy {:.4}",
+        s.index,
+        params.join(", "),
+        s.val_accuracy,
+        s.test_accuracy
+    )
+}
+
+/// Once every row of a sweep is in: the point selected on validation accuracy
+/// (recorded in the manifest as `selected`) and the heatmap.
+fn finish_sweep(
+    dir: &Path,
+    plan: &Plan,
+    metric: HeatmapMetric,
+) -> anyhow::Result<(Option<PathBuf>, Option<Selected>)> {
+    let table = ResultsTable::read(&dir.join("results.csv"))?;
+    let selected = select_from_table(&table);
+    annotate_manifest(dir, "selected", serde_json::to_value(selected)?)?;
+    let heatmap = write_heatmap(dir, plan, &table, metric, selected.as_ref())?;
+    Ok((heatmap, selected))
+}
+
 /// Draws DIR/heatmap.png when the plan is a 2-D grid over alpha and beta (or
-/// any two parameters): test accuracy, with beta = 2 sqrt(alpha) drawn.
-fn write_heatmap(dir: &Path, plan: &Plan) -> anyhow::Result<Option<PathBuf>> {
+/// any two parameters): validation accuracy (or test on request), with beta =
+/// 2 sqrt(alpha) drawn and the selected point marked.
+fn write_heatmap(
+    dir: &Path,
+    plan: &Plan,
+    table: &ResultsTable,
+    metric: HeatmapMetric,
+    selected: Option<&Selected>,
+) -> anyhow::Result<Option<PathBuf>> {
     let grid = plan.grid();
     if grid.len() != 2 || plan.param_names().len() != 2 {
         return Ok(None);
@@ -202,10 +245,17 @@ fn write_heatmap(dir: &Path, plan: &Plan) -> anyhow::Result<Option<PathBuf>> {
             && v.iter().all(|&x| x > 0.0)
             && ((v[2] / v[1]) - (v[1] / v[0])).abs() < 1e-9 * (v[1] / v[0])
     };
-    let table = ResultsTable::read(&dir.join("results.csv"))?;
-    let Some(z) = table.grid_matrix(xn, xs, yn, ys, "test_accuracy") else {
+    let (column, label) = match metric {
+        HeatmapMetric::Val => ("val_accuracy", "validation accuracy"),
+        HeatmapMetric::Test => ("test_accuracy", "test accuracy"),
+    };
+    let Some(z) = table.grid_matrix(xn, xs, yn, ys, column) else {
         return Ok(None);
     };
+    let marker = selected.and_then(|s| {
+        let p = plan.point(s.index);
+        Some((p.get(xn)?, p.get(yn)?))
+    });
     let (log_x, log_y) = (log(xs), log(ys));
     let overlay = (xn == "alpha" && yn == "beta").then(|| {
         let (x0, x1) = (
@@ -218,7 +268,13 @@ fn write_heatmap(dir: &Path, plan: &Plan) -> anyhow::Result<Option<PathBuf>> {
         )
     });
     let path = dir.join("heatmap.png");
-    let title = format!("test accuracy over ({xn}, {yn}); gray: diverged");
+    let title = format!("{label} over ({xn}, {yn}); gray: diverged");
+    let marker_label = selected.map(|s| {
+        format!(
+            "selected on validation: val {:.3}, test {:.3}",
+            s.val_accuracy, s.test_accuracy
+        )
+    });
     heatmap_png(
         &path,
         &Heatmap {
@@ -227,10 +283,11 @@ fn write_heatmap(dir: &Path, plan: &Plan) -> anyhow::Result<Option<PathBuf>> {
             z: &z,
             x_label: xn,
             y_label: yn,
-            z_label: "test accuracy",
+            z_label: label,
             log_x,
             log_y,
             overlay,
+            marker: marker.zip(marker_label.as_deref()),
             title: &title,
         },
     )?;
@@ -240,7 +297,7 @@ fn write_heatmap(dir: &Path, plan: &Plan) -> anyhow::Result<Option<PathBuf>> {
 pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
     let m = merge(&a.dirs, &a.out)?;
     // A merged sweep gets its heatmap; the plan is rebuilt from the recorded spec.
-    let mut heatmap = None;
+    let (mut heatmap, mut selected) = (None, None);
     if let Some(man) = memkin::study::runner::read_manifest(&a.out)?
         && man.kind == StudyKind::Sweep
     {
@@ -251,11 +308,15 @@ pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
             "spec.toml"
         };
         let spec = SweepSpec::from_text(&a.out.join(name), &man.spec)?;
-        heatmap = write_heatmap(&a.out, &Plan::sweep(&spec))?;
+        (heatmap, selected) = finish_sweep(
+            &a.out,
+            &Plan::sweep(&spec),
+            spec.heatmap.unwrap_or_default(),
+        )?;
     }
     if a.common.json {
         print_json(
-            &serde_json::json!({"out": m.out, "results": m.results, "points": m.points, "shards": m.shards, "heatmap": heatmap}),
+            &serde_json::json!({"out": m.out, "results": m.results, "points": m.points, "shards": m.shards, "heatmap": heatmap, "selected": selected}),
         );
     } else {
         eprintln!(

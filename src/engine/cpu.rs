@@ -30,6 +30,10 @@ impl CpuEngine {
     pub fn fast() -> Self {
         Self::new(Precision::F32)
     }
+    /// The arithmetic precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
 }
 
 /// The CPU model name from /proc/cpuinfo (or the architecture).

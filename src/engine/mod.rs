@@ -5,6 +5,8 @@
 //! - [`gpu::GpuEngine`]: `shaders/ddk.wgsl` through wgpu, one invocation per
 //!   trajectory looping over all T steps; batches beyond the adapter's limits are
 //!   split into chunks transparently.
+//! - [`vjp`]: the reverse mode (adjoint) of the DDK map on both backends
+//!   ([`vjp::VjpEngine`]: dL/dx, dL/dalpha, dL/dbeta from dL/dw).
 //! - [`ode`]: continuous-time device models over a pulse protocol
 //!   ([`ode::run_ode_cpu`], [`gpu::GpuOdeEngine`]).
 //!
@@ -14,6 +16,7 @@ pub mod cpu;
 pub mod gpu;
 pub mod ode;
 pub mod tolerance;
+pub mod vjp;
 
 use crate::batch::{Batch, Features};
 use crate::{Error, Result};

@@ -122,6 +122,34 @@ impl Trainer {
         })
     }
 
+    /// A trainer that continues from a trained softmax or MLP readout: its
+    /// configuration, standardiser and weights, a fresh optimiser state and
+    /// its history kept (new epochs are appended). Ridge is an error.
+    pub fn resume(trained: &Trained) -> Result<Self> {
+        let Model::Net(net) = &trained.model else {
+            return Err(Error::invalid(
+                "kind",
+                "ridge",
+                "softmax or mlp to continue training (ridge is closed form)",
+            ));
+        };
+        let mut t = Trainer::new(
+            &trained.config,
+            trained.n_features,
+            trained.n_classes,
+            trained.standardizer.clone(),
+        )?;
+        if t.net.sizes != net.sizes {
+            return Err(Error::Internal(format!(
+                "resume: network sizes {:?} differ from the readout's {:?}",
+                t.net.sizes, net.sizes
+            )));
+        }
+        t.net = net.clone();
+        t.history = trained.history.clone();
+        Ok(t)
+    }
+
     /// The network as it stands.
     pub fn network(&self) -> &Network {
         &self.net
@@ -199,6 +227,32 @@ impl Trainer {
     /// Like [`Trainer::step`] without computing dL/dX (cheaper).
     pub fn train_step(&mut self, xb: &[f32], yb: &[u32]) -> Result<f64> {
         self.run_raw(xb, yb, true, false)
+    }
+
+    /// One optimiser step with noise injection: the forward and backward
+    /// pass run on a perturbed copy of the weights (`perturb` edits it, e.g.
+    /// programs it into noisy conductances), and the update computed there is
+    /// applied to the clean weights (a straight-through update). Returns the
+    /// batch's mean cross-entropy under the perturbation.
+    pub fn train_step_through(
+        &mut self,
+        xb: &[f32],
+        yb: &[u32],
+        perturb: impl FnOnce(&mut Network),
+    ) -> Result<f64> {
+        let clean = self.net.params.clone();
+        perturb(&mut self.net);
+        let loss = self.run_raw(xb, yb, false, false);
+        self.net.params = clean;
+        let loss = loss?;
+        self.opt.apply(
+            self.cfg.optimizer,
+            &mut self.net.params,
+            &self.grad,
+            self.cfg.lr,
+            self.cfg.momentum,
+        );
+        Ok(loss)
     }
 
     /// Mean cross-entropy and dL/dX on a mini-batch, leaving the weights as

@@ -124,6 +124,9 @@ pub struct Heatmap<'a> {
     /// boundary `beta = 2 sqrt(alpha)`); points in data units, outside parts
     /// clipped.
     pub overlay: Option<(&'a str, Vec<(f64, f64)>)>,
+    /// A point marked on the map, with its legend (e.g. the point selected on
+    /// validation accuracy), in data units.
+    pub marker: Option<((f64, f64), &'a str)>,
     /// Plot title.
     pub title: &'a str,
 }
@@ -221,6 +224,18 @@ pub fn heatmap_png(path: &Path, h: &Heatmap<'_>) -> Result<()> {
                 })
             }))
             .map_err(e)?;
+        let legend = h.overlay.is_some() || h.marker.is_some();
+        if let Some(((x, y), label)) = h.marker {
+            let p = (to_axis(x, lx), to_axis(y, ly));
+            chart
+                .draw_series([
+                    Circle::new(p, 11, WHITE.stroke_width(4)),
+                    Circle::new(p, 11, RED.stroke_width(2)),
+                ])
+                .map_err(e)?
+                .label(label)
+                .legend(|(x, y)| Circle::new((x + 12, y), 6, RED.stroke_width(2)));
+        }
         if let Some((label, pts)) = &h.overlay {
             let (x0, x1, y0, y1) = (ex[0], ex[nx], ey[0], ey[ny]);
             let line: Vec<(f64, f64)> = pts
@@ -236,6 +251,8 @@ pub fn heatmap_png(path: &Path, h: &Heatmap<'_>) -> Result<()> {
                 .map_err(e)?
                 .label(*label)
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], RED.stroke_width(3)));
+        }
+        if legend {
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))

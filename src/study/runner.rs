@@ -246,6 +246,15 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
     }
 }
 
+/// Adds (or replaces) a top-level key of a finished study's manifest, e.g. the
+/// point selected on validation accuracy once every row is in.
+pub fn annotate_manifest(dir: &Path, key: &str, value: serde_json::Value) -> Result<()> {
+    let mut m = read_manifest(dir)?
+        .ok_or_else(|| Error::bad_file(dir, "no manifest.json: not a memkin study directory"))?;
+    m.extra.insert(key.to_string(), value);
+    write_manifest(dir, &m)
+}
+
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
     let text =
         serde_json::to_string_pretty(m).map_err(|e| Error::Internal(format!("manifest: {e}")))?;

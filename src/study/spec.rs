@@ -30,6 +30,8 @@
 //! | `train_subset`, `test_subset` | all | use the first N samples of each split | >= 1 |
 //! | `batch` | evaluator's | points (draws) evaluated together in one engine dispatch | >= 1 |
 //! | `shards` | none | shard count when only an index comes from the environment (Kubernetes' `JOB_COMPLETION_INDEX`) | >= 1 |
+//! | `val_fraction` | 0.2 | share of the training side held out (seeded, stratified; by object for voxels) to select the reported point by validation accuracy | (0, 0.5] |
+//! | `heatmap` | sweep only, `val` | what `heatmap.png` shows: `val` (validation accuracy, what the selection sees) or `test` | |
 //! | `[grid]` | sweep only | named parameter axes, crossed full factorial | |
 //! | `[random]` | sweep only | `n` random points per grid point | `n` >= 1 |
 //! | `draws` | mc only, required | Monte Carlo draws | 1 ..= 10,000,000 |
@@ -65,6 +67,31 @@ pub enum ReadoutKind {
     Softmax,
     /// A small multilayer perceptron.
     Mlp,
+}
+
+/// The accuracy a sweep's heatmap shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeatmapMetric {
+    /// Validation accuracy: what the selection sees (the default).
+    #[default]
+    Val,
+    /// Test accuracy (on request: choosing a cell by eye on it selects on test).
+    Test,
+}
+
+/// Checks a validation fraction (`val_fraction` key) for a message.
+fn check_val_fraction(
+    v: Option<f64>,
+    lines: &BTreeMap<String, usize>,
+) -> std::result::Result<(), String> {
+    match v {
+        Some(f) if !(f.is_finite() && f > 0.0 && f <= 0.5) => Err(format!(
+            "{}val_fraction = {f}: expected a share in (0, 0.5] of the training side",
+            at(lines, "val_fraction")
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One axis of the grid: the values one parameter takes.
@@ -232,6 +259,11 @@ pub struct SweepSpec {
     pub batch: Option<usize>,
     /// Shard count for environments that give only a shard index.
     pub shards: Option<usize>,
+    /// Share of the training side held out (seeded, stratified) to select the
+    /// reported point; default [`crate::pipeline::VAL_FRACTION`].
+    pub val_fraction: Option<f64>,
+    /// What the heatmap shows: validation accuracy (default) or test accuracy.
+    pub heatmap: Option<HeatmapMetric>,
     /// Grid parameters in the spec's order (first = slowest).
     #[serde(default, deserialize_with = "de_grid", serialize_with = "ser_grid")]
     pub grid: Vec<GridParam>,
@@ -612,6 +644,7 @@ impl SweepSpec {
         ] {
             check_count(key, v, l)?;
         }
+        check_val_fraction(self.val_fraction, l)?;
         if self.grid.is_empty() && self.random.is_none() {
             return Err("a sweep needs a [grid] table, a [random] table, or both".into());
         }

@@ -2,35 +2,39 @@
 //! dataset split, several points per engine dispatch (the inputs are bound once
 //! and crossed with the points' parameter sets, never copied per point).
 //!
-//! Per point: the kinetics features of the train and test sides, then the
-//! readout trained on the train side and scored on the test side. A point where
-//! any trajectory diverges (`beta x > 2 sqrt(alpha)`) trains no readout: its
-//! accuracies are NaN and `diverged_fraction` says how many trajectories failed.
+//! Per point: the kinetics features of the fit, validation and test sides
+//! ([`Sides`]: the validation side is carved from the training side, seeded and
+//! stratified), then the readout trained on the fit side and scored on all
+//! three. The point a study reports is the one with the best *validation*
+//! accuracy ([`select`]); its test accuracy is read, never chosen on. A point
+//! where any trajectory diverges (`beta x > 2 sqrt(alpha)`) trains no readout:
+//! its accuracies are NaN and `diverged_fraction` says how many trajectories
+//! failed.
 
 use super::kinetics::Kinetics;
 use super::plan::Point;
-use super::runner::Evaluator;
+use super::runner::{Evaluator, ResultsTable};
 use crate::Result;
-use crate::pipeline::Side;
+use crate::pipeline::Sides;
 use crate::readout::{self, TrainConfig};
+use serde::Serialize;
 use std::time::Instant;
 
 /// Evaluates sweep points.
 pub struct SweepEvaluator<'a> {
     kinetics: Kinetics<'a>,
-    train: Side,
-    test: Side,
+    sides: Sides,
     n_classes: usize,
     readout: TrainConfig,
     batch: usize,
 }
 
 impl<'a> SweepEvaluator<'a> {
-    /// An evaluator over encoded `train`/`test` sides; `batch` points share a dispatch.
+    /// An evaluator over encoded fit/validation/test sides (see
+    /// [`Sides::carve`]); `batch` points share a dispatch.
     pub fn new(
         kinetics: Kinetics<'a>,
-        train: Side,
-        test: Side,
+        sides: Sides,
         n_classes: usize,
         readout: TrainConfig,
         batch: usize,
@@ -38,17 +42,24 @@ impl<'a> SweepEvaluator<'a> {
         readout.check()?;
         Ok(Self {
             kinetics,
-            train,
-            test,
+            sides,
             n_classes,
             readout,
             batch: batch.max(1),
         })
     }
 
+    /// The sides points are evaluated on.
+    pub fn sides(&self) -> &Sides {
+        &self.sides
+    }
+
     /// A batch size that keeps one dispatch's features under `budget` bytes.
-    pub fn batch_for_budget(train: &Side, test: &Side, budget: usize) -> usize {
-        let per_point = (train.encoded.x.len() + test.encoded.x.len()) * 4;
+    pub fn batch_for_budget(sides: &Sides, budget: usize) -> usize {
+        let per_point = [&sides.fit, &sides.val, &sides.test]
+            .iter()
+            .map(|s| s.encoded.x.len() * 4)
+            .sum::<usize>();
         (budget / per_point.max(1)).clamp(1, 256)
     }
 }
@@ -57,6 +68,7 @@ impl Evaluator for SweepEvaluator<'_> {
     fn metric_names(&self) -> Vec<String> {
         [
             "train_accuracy",
+            "val_accuracy",
             "test_accuracy",
             "diverged_fraction",
             "seconds",
@@ -76,21 +88,29 @@ impl Evaluator for SweepEvaluator<'_> {
 
     fn evaluate_many(&mut self, points: &[Point]) -> Result<Vec<Vec<f64>>> {
         let start = Instant::now();
-        let ft = self.kinetics.run(&self.train, points)?;
-        let fe = self.kinetics.run(&self.test, points)?;
+        let sides = [&self.sides.fit, &self.sides.val, &self.sides.test];
+        let feats = sides
+            .iter()
+            .map(|s| self.kinetics.run(s, points))
+            .collect::<Result<Vec<_>>>()?;
         let shared = start.elapsed().as_secs_f64() / points.len() as f64;
-        let (n_tr, n_te, f) = (self.train.n(), self.test.n(), self.train.n_features());
+        let f = self.sides.fit.n_features();
         let mut rows = Vec::with_capacity(points.len());
         for (p, point) in points.iter().enumerate() {
             let t0 = Instant::now();
-            let (st_tr, st_te) = (
-                &ft.status[p * ft.seqs..(p + 1) * ft.seqs],
-                &fe.status[p * fe.seqs..(p + 1) * fe.seqs],
-            );
-            let bad = st_tr.iter().chain(st_te).filter(|&&s| s != 0).count();
-            let diverged = bad as f64 / (st_tr.len() + st_te.len()) as f64;
+            let status: Vec<&[u8]> = feats
+                .iter()
+                .map(|ft| &ft.status[p * ft.seqs..(p + 1) * ft.seqs])
+                .collect();
+            let bad: usize = status
+                .iter()
+                .map(|s| s.iter().filter(|&&v| v != 0).count())
+                .sum();
+            let total: usize = status.iter().map(|s| s.len()).sum();
+            let diverged = bad as f64 / total.max(1) as f64;
             if bad > 0 {
                 rows.push(vec![
+                    f64::NAN,
                     f64::NAN,
                     f64::NAN,
                     diverged,
@@ -98,22 +118,78 @@ impl Evaluator for SweepEvaluator<'_> {
                 ]);
                 continue;
             }
-            let x_tr = &ft.w[p * n_tr * f..(p + 1) * n_tr * f];
-            let x_te = &fe.w[p * n_te * f..(p + 1) * n_te * f];
+            let x: Vec<&[f32]> = feats
+                .iter()
+                .zip(sides)
+                .map(|(ft, s)| &ft.w[p * s.n() * f..(p + 1) * s.n() * f])
+                .collect();
             let cfg = TrainConfig {
                 seed: point.seed,
                 ..self.readout.clone()
             };
-            let trained = readout::train(x_tr, n_tr, f, &self.train.y, self.n_classes, &cfg, None)?;
-            let train_acc = trained.accuracy(x_tr, n_tr, &self.train.y);
-            let test_acc = trained.accuracy(x_te, n_te, &self.test.y);
-            rows.push(vec![
-                train_acc,
-                test_acc,
-                diverged,
-                shared + t0.elapsed().as_secs_f64(),
-            ]);
+            let fit = &self.sides.fit;
+            let trained = readout::train(x[0], fit.n(), f, &fit.y, self.n_classes, &cfg, None)?;
+            let mut row: Vec<f64> = sides
+                .iter()
+                .zip(&x)
+                .map(|(s, x)| trained.accuracy(x, s.n(), &s.y))
+                .collect();
+            row.push(diverged);
+            row.push(shared + t0.elapsed().as_secs_f64());
+            rows.push(row);
         }
         Ok(rows)
     }
+}
+
+/// The point a study reports: the best validation accuracy (ties: the first in
+/// plan order), with its test accuracy read off, never chosen on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Selected {
+    /// Plan index of the point.
+    pub index: usize,
+    /// Its validation accuracy (the criterion).
+    pub val_accuracy: f64,
+    /// Its test accuracy (reported).
+    pub test_accuracy: f64,
+}
+
+/// Selects by validation accuracy among rows `(index, val_accuracy,
+/// test_accuracy)`; NaN rows (diverged points) are never selected. `None` when
+/// no row has a finite validation accuracy.
+pub fn select(rows: impl IntoIterator<Item = (usize, f64, f64)>) -> Option<Selected> {
+    let mut best: Option<Selected> = None;
+    for (index, val_accuracy, test_accuracy) in rows {
+        if !val_accuracy.is_finite() {
+            continue;
+        }
+        let better = best.is_none_or(|b| {
+            val_accuracy > b.val_accuracy || (val_accuracy == b.val_accuracy && index < b.index)
+        });
+        if better {
+            best = Some(Selected {
+                index,
+                val_accuracy,
+                test_accuracy,
+            });
+        }
+    }
+    best
+}
+
+/// [`select`] over a study CSV read back (`index`, `val_accuracy` and
+/// `test_accuracy` columns); `None` without those columns or a finite
+/// validation accuracy.
+pub fn select_from_table(table: &ResultsTable) -> Option<Selected> {
+    let (i, v, t) = (
+        table.column("index")?,
+        table.column("val_accuracy")?,
+        table.column("test_accuracy")?,
+    );
+    select(
+        i.into_iter()
+            .zip(v)
+            .zip(t)
+            .map(|((i, v), t)| (i as usize, v, t)),
+    )
 }

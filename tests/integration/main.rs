@@ -11,3 +11,4 @@ mod readout;
 mod rng;
 mod study;
 mod sweep;
+mod vjp;

@@ -723,6 +723,7 @@ fn plots_are_written_as_png() {
             "beta = 2 sqrt(alpha)",
             sample_curve(|a| 2.0 * a.sqrt(), 0.0, 1.2, 200, false),
         )),
+        marker: Some(((alpha[7], beta[5]), "selected on validation")),
         title: "sweep: test accuracy",
     };
     heatmap_png(&dir.join("heatmap.png"), &h).unwrap();

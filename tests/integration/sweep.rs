@@ -53,7 +53,25 @@ fn sweep_shards_merged_equal_the_unsharded_run() {
     let full = tmp.path().join("full");
     let o = sweep(&spec, &full, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let selected = v["selected"].clone();
+    assert!(selected["index"].is_u64(), "no selected point: {v}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["selected"], selected);
     let want = rows_without_seconds(&full);
+    assert!(want[0].starts_with("index,seed,alpha,beta,train_accuracy,val_accuracy,test_accuracy"));
+    // The selected row has the best validation accuracy of all rows.
+    let val_col = 5;
+    let best = want
+        .iter()
+        .skip(1)
+        .filter_map(|r| r.split(',').nth(val_col)?.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    // (JSON's float parsing may differ from the CSV's in the last bit.)
+    assert!((selected["val_accuracy"].as_f64().unwrap() - best).abs() < 1e-12);
     assert_eq!(want.len(), 21, "header + 20 points");
     assert!(full.join("heatmap.png").exists());
     // Points past the stability boundary have no accuracy and a diverged share.
@@ -78,6 +96,69 @@ fn sweep_shards_merged_equal_the_unsharded_run() {
         "3 shards merged differ from one run"
     );
     assert!(merged.join("heatmap.png").exists());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["selected"], selected,
+        "a merged sweep selects the same point"
+    );
+}
+
+/// The selection never looks at the test labels: scrambling them changes the
+/// test accuracies but not which point is selected (nor its validation score).
+#[test]
+fn permuting_the_test_labels_does_not_change_the_selected_sweep_point() {
+    use memkin::engine::{BackendChoice, Precision, select};
+    use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
+    use memkin::readout::{ReadoutKind, TrainConfig};
+    use memkin::study::kinetics::Kinetics;
+    use memkin::study::plan::Plan;
+    use memkin::study::runner::Evaluator;
+    use memkin::study::spec::SweepSpec;
+    use memkin::study::sweep::{SweepEvaluator, select as pick};
+
+    let ds = memkin::data::load("digits", None).unwrap();
+    let proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
+    let (train, test) = encode_protocol(&ds, &proto).unwrap();
+    let spec = SweepSpec::from_text(Path::new("s.toml"), SPEC).unwrap();
+    let plan = Plan::sweep(&spec);
+    let points: Vec<_> = (0..plan.len()).map(|i| plan.point(i)).collect();
+    let engine = select(BackendChoice::Cpu, Precision::F32).unwrap();
+    let cfg = TrainConfig {
+        kind: ReadoutKind::Ridge,
+        ..TrainConfig::default()
+    };
+    let evaluate = |sides: Sides| {
+        let kin = Kinetics::resolve(None, engine.as_ref(), None).unwrap();
+        let mut ev = SweepEvaluator::new(kin, sides, ds.n_classes, cfg.clone(), 64).unwrap();
+        let names = ev.metric_names();
+        let (v, t) = (
+            names.iter().position(|n| n == "val_accuracy").unwrap(),
+            names.iter().position(|n| n == "test_accuracy").unwrap(),
+        );
+        let rows = ev.evaluate_many(&points).unwrap();
+        let test: Vec<f64> = rows.iter().map(|r| r[t]).collect();
+        (
+            pick(rows.iter().enumerate().map(|(i, r)| (i, r[v], r[t]))).unwrap(),
+            test,
+        )
+    };
+    let sides = Sides::carve(&train, test.clone(), VAL_FRACTION, spec.seed).unwrap();
+    let (honest, test_acc) = evaluate(sides.clone());
+    let mut scrambled = sides;
+    scrambled.test.y.rotate_left(1);
+    let n_classes = ds.n_classes as u32;
+    for y in &mut scrambled.test.y {
+        *y = (*y + 3) % n_classes;
+    }
+    let (again, test_scrambled) = evaluate(scrambled);
+    assert_ne!(
+        test_acc, test_scrambled,
+        "the scramble must reach the test scores"
+    );
+    assert_eq!(again.index, honest.index);
+    assert_eq!(again.val_accuracy, honest.val_accuracy);
 }
 
 #[test]
@@ -259,4 +340,38 @@ fn sweep_rejects_a_models_unknown_or_out_of_range_parameters_before_any_work() {
         assert!(err.contains(needle), "{needle}: {err}");
         assert!(!out.exists());
     }
+}
+
+/// `run --tune` chooses on a validation side of the training split: scrambling
+/// the test labels changes the test score, never the choice.
+#[test]
+fn permuting_the_test_labels_does_not_change_the_tune_choice() {
+    use memkin::engine::{BackendChoice, Precision, select};
+    use memkin::pipeline::Protocol;
+    use memkin::pipeline::tune::{TuneGrid, tune_split};
+    use memkin::readout::ReadoutKind;
+
+    let ds = memkin::data::load("digits", None).unwrap();
+    let mut proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
+    proto.readout.kind = ReadoutKind::Ridge;
+    let engine = select(BackendChoice::Cpu, Precision::F32).unwrap();
+    let grid = TuneGrid {
+        alpha: vec![0.3, 0.7],
+        beta: vec![0.5, 1.0, 2.0],
+        ridge_lambda: vec![0.1, 10.0],
+        ..TuneGrid::default()
+    };
+    let (honest, o) = tune_split(engine.as_ref(), &ds, &proto, &grid).unwrap();
+    assert_eq!(honest.candidates + 2 * honest.diverged, 12, "{honest:?}");
+    let mut scrambled = ds.clone();
+    let n = scrambled.n_classes as u32;
+    for y in &mut scrambled.y_test {
+        *y = (*y + 1) % n;
+    }
+    let (again, o2) = tune_split(engine.as_ref(), &scrambled, &proto, &grid).unwrap();
+    assert_ne!(
+        o.test_accuracy, o2.test_accuracy,
+        "the scramble must reach the test score"
+    );
+    assert_eq!(again, honest);
 }

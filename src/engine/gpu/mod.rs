@@ -5,12 +5,15 @@
 //! - [`GpuEngine`]: the DDK kernel with transparent chunking ([`ddk::plan_chunks`]).
 //! - [`GpuOdeEngine`]: the continuous-time device models (`shaders/ode.wgsl`),
 //!   chunked the same way.
+//! - [`GpuVjpEngine`]: the reverse (adjoint) DDK kernel, chunked the same way.
 
 pub mod context;
 pub mod ddk;
 pub mod ode;
 pub mod shaders;
+pub mod vjp;
 
 pub use context::{GpuContext, list_adapters};
 pub use ddk::{GpuEngine, GpuTiming};
 pub use ode::GpuOdeEngine;
+pub use vjp::GpuVjpEngine;

@@ -51,6 +51,15 @@ pub const DDK: ShaderSource = ShaderSource {
     workgroup_size: super::ddk::DDK_WORKGROUP_SIZE,
 };
 
+/// The reverse (adjoint) DDK kernel.
+pub const DDK_VJP: ShaderSource = ShaderSource {
+    name: "ddk_vjp",
+    body: include_str!("../../../shaders/ddk_vjp.wgsl"),
+    includes: &[],
+    entry: "main",
+    workgroup_size: super::vjp::VJP_WORKGROUP_SIZE,
+};
+
 /// The entry point of the continuous-time kernels (`shaders/ode.wgsl`).
 const ODE_BODY: &str = include_str!("../../../shaders/ode.wgsl");
 
@@ -92,4 +101,4 @@ pub fn ode_kernel(model: Model) -> &'static ShaderSource {
 }
 
 /// Every kernel memkin dispatches.
-pub const ALL: &[ShaderSource] = &[DDK, ODE_DDK, ODE_DIFFUSIVE, ODE_LINEAR_DRIFT];
+pub const ALL: &[ShaderSource] = &[DDK, DDK_VJP, ODE_DDK, ODE_DIFFUSIVE, ODE_LINEAR_DRIFT];

@@ -1,0 +1,103 @@
+//! A Monte Carlo study's report: the manifest keys it records and
+//! `summary.json` + histograms written from a study directory (complete or
+//! not, sharded or merged). The statistics are [`crate::report::stats`].
+
+use super::evaluator::Nominal;
+use crate::report::stats::Stats;
+use crate::study::runner::{Manifest, ResultsTable, read_manifest};
+use crate::{Error, Result};
+use std::path::Path;
+
+/// The keys `memkin mc` records in the manifest (and so finds again after a
+/// resume or a merge): the nominal set-up and the backend.
+pub fn manifest_extra(
+    nominal: &Nominal,
+    backend: &crate::engine::BackendInfo,
+) -> serde_json::Value {
+    serde_json::json!({
+        "nominal": nominal,
+        "backend": backend.backend,
+        "adapter": backend.adapter,
+        "adapter_type": backend.adapter_type,
+    })
+}
+
+/// Reads a Monte Carlo study directory (complete or not, sharded or merged)
+/// and writes `summary.json` and `histogram.png` (plus
+/// `histogram_tuned.png` after fine-tuning) atomically; returns the summary.
+pub fn write_report(dir: &Path) -> Result<serde_json::Value> {
+    let m: Manifest = read_manifest(dir)?
+        .ok_or_else(|| Error::bad_file(dir, "no manifest.json: not a memkin study directory"))?;
+    let table = ResultsTable::read(&dir.join(&m.results))?;
+    let col = |name: &str| table.column(name);
+    let before = col("test_accuracy").ok_or_else(|| {
+        Error::bad_file(
+            dir.join(&m.results),
+            "no test_accuracy column: not a memkin mc study",
+        )
+    })?;
+    let after = col("test_accuracy_tuned");
+    let nominal = m.extra.get("nominal").cloned().unwrap_or_default();
+    let nom_acc = nominal.get("accuracy").and_then(|v| v.as_f64());
+    let nom_tuned = nominal.get("tuned_accuracy").and_then(|v| v.as_f64());
+    let dataset = nominal
+        .get("dataset")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let stats = Stats::of(&before);
+    let mean_of = |name: &str| col(name).map(|v| Stats::of(&v).mean);
+    let summary = serde_json::json!({
+        "dataset": dataset,
+        "metric": "test_accuracy",
+        "draws": stats.n,
+        "points": m.points,
+        "complete": m.status == "complete" && table.rows.len() == m.shard.as_ref().map_or(m.points, |s| s.end - s.start),
+        "shard": m.shard,
+        "n": stats.n,
+        "mean": stats.mean,
+        "std": stats.std,
+        "min": stats.min,
+        "max": stats.max,
+        "p5": stats.p5,
+        "p50": stats.p50,
+        "p95": stats.p95,
+        "ci95": stats.ci95,
+        "nominal": nom_acc,
+        "before": stats,
+        "after": after.as_ref().map(|a| Stats::of(a)),
+        "nominal_after": nom_tuned,
+        "alpha": col("alpha").map(|v| Stats::of(&v)),
+        "beta": col("beta").map(|v| Stats::of(&v)),
+        "diverged_fraction_mean": mean_of("diverged_fraction"),
+        "stuck_mean": mean_of("stuck"),
+        "readout": nominal.get("readout"),
+        "variability": nominal.get("variability"),
+        "n_test": nominal.get("n_test"),
+        "backend": m.extra.get("backend").cloned().unwrap_or_else(|| "mixed".into()),
+        "adapter": m.extra.get("adapter").cloned().unwrap_or_else(|| "mixed".into()),
+        "seed": m.seed,
+        "memkin_version": m.memkin_version,
+    });
+    let mut out = crate::report::npy::Outputs::new();
+    out.text(
+        &dir.join("summary.json"),
+        &format!(
+            "{}\n",
+            serde_json::to_string_pretty(&summary)
+                .map_err(|e| Error::Internal(format!("summary: {e}")))?
+        ),
+    )?;
+    let title = format!("{dataset}: test accuracy over {} device draws", stats.n);
+    out.with_path(&dir.join("histogram.png"), |p| {
+        crate::report::plot::histogram_png(p, &before, nom_acc, &title, "test accuracy")
+    })?;
+    if let Some(a) = &after {
+        let title = format!("{dataset}: fine-tuned readout over {} draws", stats.n);
+        out.with_path(&dir.join("histogram_tuned.png"), |p| {
+            crate::report::plot::histogram_png(p, a, nom_tuned, &title, "test accuracy")
+        })?;
+    }
+    out.commit()?;
+    Ok(summary)
+}
