@@ -65,11 +65,11 @@ impl Engine for CpuEngine {
 
     fn run_into(&self, batch: &Batch, opts: &RunOptions, f: &mut Features) -> Result<()> {
         f.prepare(batch, opts.sensitivities);
-        // Noisy runs take the reference loop at either precision (the fast path
-        // has no in-loop random numbers).
+        // A noisy f32 run takes the scalar f32 twin of the shader (the
+        // vectorised path has no in-loop random numbers); it is still f32.
         match (self.precision, opts.noise) {
             (Precision::F32, None) => run_fast(batch, f),
-            _ => run_reference(batch, f, opts.noise),
+            (precision, noise) => run_scalar(batch, f, noise, precision),
         }
         Ok(())
     }
@@ -142,7 +142,62 @@ pub fn ddk_trajectory(
     (status, first_bad)
 }
 
-fn run_reference(batch: &Batch, f: &mut Features, noise: Option<super::StepNoise>) {
+/// Integrates one trajectory in f32, state and sensitivities rounded as
+/// `main` in `shaders/ddk.wgsl` rounds them (the noise sample is the f64
+/// [`step_noise`] rounded to f32): the scalar f32 path, taken for noisy runs.
+/// Same outputs and status rules as [`ddk_trajectory`].
+pub fn ddk_trajectory_f32(
+    x: &[f32],
+    params: &DeviceParams,
+    device: usize,
+    w_out: &mut [f32],
+    mut grad: Option<&mut [f32]>,
+    noise: Option<TrajectoryNoise>,
+) -> (Status, u32) {
+    let t = x.len();
+    let mut w = params.w0()[device] as f32;
+    let (mut da, mut db) = (0.0f32, 0.0f32);
+    let mut status = Status::Ok;
+    let mut first_bad = u32::MAX;
+    w_out[0] = w;
+    if let Some(g) = grad.as_deref_mut() {
+        g[0] = 0.0;
+        g[1] = 0.0;
+    }
+    for k in 1..t {
+        let (alpha, beta) = params.at(device, k);
+        let (a, b, xk) = (alpha as f32, beta as f32, x[k - 1]);
+        if status == Status::Ok {
+            let damp = 1.0 - a / (w * w);
+            (da, db) = (da * damp + 1.0 / w, db * damp - xk);
+            w = w + a / w - b * xk;
+            if let Some(n) = noise {
+                w += n.sigma as f32 * step_noise(&n.stream, n.draw, n.seq, k as u32) as f32;
+            }
+            let c = Status::classify(w as f64);
+            if c != Status::Ok {
+                status = c;
+                first_bad = k as u32;
+            }
+        }
+        let bad = status != Status::Ok;
+        w_out[k] = if bad { f32::NAN } else { w };
+        if let Some(g) = grad.as_deref_mut() {
+            g[2 * k] = if bad { f32::NAN } else { da };
+            g[2 * k + 1] = if bad { f32::NAN } else { db };
+        }
+    }
+    (status, first_bad)
+}
+
+/// One trajectory at a time, in parallel: the f64 reference ([`ddk_trajectory`])
+/// or the scalar f32 loop ([`ddk_trajectory_f32`]), with optional noise.
+fn run_scalar(
+    batch: &Batch,
+    f: &mut Features,
+    noise: Option<super::StepNoise>,
+    precision: Precision,
+) {
     let (s, t) = (batch.seqs(), batch.steps());
     let params = batch.params();
     let grad_chunks: Vec<Option<&mut [f32]>> = match f.grad.as_mut() {
@@ -158,28 +213,37 @@ fn run_reference(batch: &Batch, f: &mut Features, noise: Option<super::StepNoise
             || (vec![0.0f64; t], vec![0.0f64; 2 * t]),
             |(w64, g64), (i, (((w, st), fb), g))| {
                 let (p, si) = (i / s, i % s);
-                let want_grad = g.is_some();
-                let (status, first) = ddk_trajectory(
-                    batch.sequence(si),
-                    params,
-                    params.device(p, si),
-                    w64,
-                    want_grad.then_some(g64.as_mut_slice()),
-                    noise.map(|n| TrajectoryNoise {
-                        stream: Stream::new(n.seed),
-                        sigma: n.sigma,
-                        draw: (n.set_offset + p as u64) as u32,
-                        seq: si as u32,
-                    }),
-                );
-                for (o, v) in w.iter_mut().zip(w64.iter()) {
-                    *o = *v as f32;
-                }
-                if let Some(g) = g {
-                    for (o, v) in g.iter_mut().zip(g64.iter()) {
-                        *o = *v as f32;
+                let device = params.device(p, si);
+                let noise = noise.map(|n| TrajectoryNoise {
+                    stream: Stream::new(n.seed),
+                    sigma: n.sigma,
+                    draw: (n.set_offset + p as u64) as u32,
+                    seq: si as u32,
+                });
+                let x = batch.sequence(si);
+                let (status, first) = match precision {
+                    Precision::F32 => ddk_trajectory_f32(x, params, device, w, g, noise),
+                    Precision::F64 => {
+                        let want_grad = g.is_some();
+                        let r = ddk_trajectory(
+                            x,
+                            params,
+                            device,
+                            w64,
+                            want_grad.then_some(g64.as_mut_slice()),
+                            noise,
+                        );
+                        for (o, v) in w.iter_mut().zip(w64.iter()) {
+                            *o = *v as f32;
+                        }
+                        if let Some(g) = g {
+                            for (o, v) in g.iter_mut().zip(g64.iter()) {
+                                *o = *v as f32;
+                            }
+                        }
+                        r
                     }
-                }
+                };
                 *st = status as u8;
                 *fb = first;
             },

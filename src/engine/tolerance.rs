@@ -44,7 +44,8 @@ impl Tolerance {
 
     /// Compares two arrays; on failure returns a message naming the number of
     /// mismatches, the worst index, both values, the difference, the threshold
-    /// and `describe(index)` (e.g. the trajectory's parameters).
+    /// and `describe(index)` (e.g. the trajectory's parameters). Arrays of
+    /// different lengths never match: the message gives both lengths.
     pub fn compare(
         &self,
         what: &str,
@@ -54,8 +55,22 @@ impl Tolerance {
     ) -> Result<(), String> {
         let mut worst: Option<(usize, f64, f64, f64)> = None;
         let mut bad = 0usize;
+        let (mut got, mut want) = (got.into_iter(), want.into_iter());
         let mut n = 0usize;
-        for (i, (g, w)) in got.into_iter().zip(want).enumerate() {
+        loop {
+            let (g, w) = match (got.next(), want.next()) {
+                (Some(g), Some(w)) => (g, w),
+                (None, None) => break,
+                (g, w) => {
+                    let (extra_got, extra_want) = (g.is_some() as usize, w.is_some() as usize);
+                    return Err(format!(
+                        "{what}: lengths differ: got {} values, want {}",
+                        n + extra_got + got.count(),
+                        n + extra_want + want.count()
+                    ));
+                }
+            };
+            let i = n;
             n += 1;
             if !self.accepts(g, w) {
                 bad += 1;
@@ -80,6 +95,48 @@ impl Tolerance {
                 describe(i)
             )),
         }
+    }
+
+    /// [`Tolerance::compare`] for row-major arrays with shapes: the shapes must be
+    /// equal and each array as long as its shape implies; the worst index is
+    /// given as a multi-index (`[p, s, k]`), which `describe` receives too.
+    pub fn compare_shaped<G: Copy + Into<f64>, W: Copy + Into<f64>>(
+        &self,
+        what: &str,
+        got: &[G],
+        got_shape: &[usize],
+        want: &[W],
+        want_shape: &[usize],
+        describe: impl Fn(&[usize]) -> String,
+    ) -> Result<(), String> {
+        if got_shape != want_shape {
+            return Err(format!("{what}: shape {got_shape:?}, want {want_shape:?}"));
+        }
+        let n: usize = want_shape.iter().product();
+        for (side, len) in [("got", got.len()), ("want", want.len())] {
+            if len != n {
+                return Err(format!(
+                    "{what}: {side} has {len} values, shape {want_shape:?} needs {n}"
+                ));
+            }
+        }
+        let unravel = |mut i: usize| {
+            let mut ix = vec![0; want_shape.len()];
+            for (d, &len) in want_shape.iter().enumerate().rev() {
+                ix[d] = i % len.max(1);
+                i /= len.max(1);
+            }
+            ix
+        };
+        self.compare(
+            what,
+            got.iter().map(|&v| v.into()),
+            want.iter().map(|&v| v.into()),
+            |i| {
+                let ix = unravel(i);
+                format!("index {ix:?}: {}", describe(&ix))
+            },
+        )
     }
 }
 
@@ -106,6 +163,45 @@ mod tests {
         assert!(
             e.contains("worst at index 2") && e.contains("item 2"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn compare_rejects_arrays_of_different_lengths() {
+        let t = Tolerance::rel_abs(0.0, 0.1);
+        for (got, want) in [(vec![1.0], vec![1.0, 2.0]), (vec![1.0, 2.0], vec![1.0])] {
+            let e = t.compare("x", got, want, |_| String::new()).unwrap_err();
+            assert!(e.contains("lengths differ"), "{e}");
+        }
+        let e = t
+            .compare("x", Vec::<f64>::new(), [1.0], |_| String::new())
+            .unwrap_err();
+        assert!(e.contains("got 0 values, want 1"), "{e}");
+    }
+
+    #[test]
+    fn compare_shaped_checks_shape_and_length_and_names_the_multi_index() {
+        let t = Tolerance::rel_abs(0.0, 0.1);
+        let want = [0.0f64, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let e = t
+            .compare_shaped("x", &want[..5], &[2, 3], &want, &[2, 3], |_| String::new())
+            .unwrap_err();
+        assert!(e.contains("got has 5 values"), "{e}");
+        let e = t
+            .compare_shaped("x", &want, &[3, 2], &want, &[2, 3], |_| String::new())
+            .unwrap_err();
+        assert!(e.contains("shape [3, 2]"), "{e}");
+        let mut got = want;
+        got[4] = 9.0;
+        let e = t
+            .compare_shaped("x", &got, &[2, 3], &want, &[2, 3], |ix| {
+                format!("at {ix:?}")
+            })
+            .unwrap_err();
+        assert!(e.contains("index [1, 1]") && e.contains("at [1, 1]"), "{e}");
+        assert!(
+            t.compare_shaped("x", &want, &[2, 3], &want, &[2, 3], |_| String::new())
+                .is_ok()
         );
     }
 }

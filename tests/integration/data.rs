@@ -24,10 +24,9 @@ fn embedded_digits_load_from_any_directory_and_encode_as_rows() {
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn mnist_has_the_standard_split_and_pixels_in_unit_range() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let t = Instant::now();
     let d = data::load("mnist", Some(&dir)).unwrap();
     eprintln!("mnist load (sha256 + gunzip + parse): {:.2?}", t.elapsed());
@@ -52,10 +51,9 @@ fn mnist_has_the_standard_split_and_pixels_in_unit_range() {
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn wmms_has_600_clips_150_per_class_split_480_120() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let d = data::load("wmms", Some(&dir)).unwrap();
     assert_eq!(
         (d.n_train(), d.n_test(), d.sample_shape.clone(), d.n_classes),
@@ -84,10 +82,9 @@ fn wmms_has_600_clips_150_per_class_split_480_120() {
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn sitw_has_1250_clips_125_per_speaker_split_1000_250() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let d = data::load("sitw", Some(&dir)).unwrap();
     assert_eq!(
         (d.n_train(), d.n_test(), d.sample_shape.clone(), d.n_classes),
@@ -104,10 +101,9 @@ fn sitw_has_1250_clips_125_per_speaker_split_1000_250() {
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn mat_reader_reads_the_authors_files_as_scipy_does() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let path = dir.join("wmms/WhaleSong_no_fft_abs_mean_64.mat");
     let m = mat::read_mat(&path).unwrap();
     let x = m.get_2d("whaleInputNorm", Some(64), Some(600)).unwrap();
@@ -145,10 +141,9 @@ fn mat_reader_reads_the_authors_files_as_scipy_does() {
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn modelnet10_has_889_chairs_and_465_monitors_split_by_object() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let t = Instant::now();
     let d = data::load("modelnet10", Some(&dir)).unwrap();
     eprintln!("modelnet10 load: {:.2?}", t.elapsed());
@@ -171,10 +166,9 @@ fn modelnet10_has_889_chairs_and_465_monitors_split_by_object() {
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn check_verifies_every_file_of_the_data_directory() {
-    let Some(dir) = common::data_dir() else {
-        return;
-    };
+    let dir = common::data_dir();
     let t = Instant::now();
     let status = data::check(Some(&dir));
     eprintln!("check (sha256 of every file): {:.2?}", t.elapsed());

@@ -3,7 +3,7 @@
 //! Each parity body is written once and run on both backends: the fast CPU f32
 //! path and the GPU, each against the f64 reference.
 
-use crate::common::{TestRng, gpu_context, gpu_engine};
+use crate::common::{Expected, Reference, TestRng, assert_parity, gpu_context, gpu_engine};
 use memkin::batch::{Batch, DeviceParams, Features, Status};
 use memkin::engine::cpu::{CpuEngine, ddk_trajectory};
 use memkin::engine::gpu::ddk::{ChunkLimits, DDK_WORKGROUP_SIZE, DdkUniform, plan_chunks};
@@ -40,10 +40,8 @@ fn random_batch(
     (x, params)
 }
 
-fn describe(params: &DeviceParams, seqs: usize, steps: usize) -> impl Fn(usize) -> String + '_ {
-    move |i| {
-        let traj = i / steps;
-        let (p, s, k) = (traj / seqs, traj % seqs, i % steps);
+fn describe(params: &DeviceParams) -> impl Fn(usize, usize, usize) -> String + '_ {
+    move |p, s, k| {
         let d = params.device(p, s);
         let (a, b) = params.at(d, k.max(1));
         format!(
@@ -53,7 +51,8 @@ fn describe(params: &DeviceParams, seqs: usize, steps: usize) -> impl Fn(usize) 
     }
 }
 
-/// The parity body: `engine` on a random batch against the f64 reference.
+/// The parity body: `engine` on a random batch against the f64 reference,
+/// through the one harness ([`assert_parity`]: shapes, lengths, statuses, values).
 fn check_parity(
     engine: &dyn Engine,
     seqs: usize,
@@ -79,33 +78,27 @@ fn check_parity(
         noise: None,
     };
     let got = engine.run(&batch, &opts).unwrap();
-    let want = CpuEngine::reference().run(&batch, &opts).unwrap();
-    assert_eq!(got.status, want.status, "status differs");
-    assert_eq!(got.first_bad, want.first_bad);
+    let statuses = CpuEngine::reference().run(&batch, &opts).unwrap();
     let name = format!(
         "{} S={seqs} T={steps} P={sets} G={groups} per_step={per_step} chunk={chunk:?}",
         engine.info().backend
     );
-    let reference = reference_f64(&batch, grad);
-    Tolerance::F32_VS_F64
-        .compare(
-            &name,
-            got.w.iter().map(|&v| v as f64),
-            reference.0.iter().copied(),
-            describe(&params, seqs, steps),
-        )
-        .unwrap();
-    if grad {
-        let g = got.grad.as_ref().expect("sensitivities requested");
-        Tolerance::SENS_F32_VS_F64
-            .compare(
-                &format!("{name} sensitivities"),
-                g.iter().map(|&v| v as f64),
-                reference.1.iter().copied(),
-                |i| describe(&params, seqs, steps)(i / 2),
-            )
-            .unwrap();
-    }
+    let (w, g) = reference_f64(&batch, grad);
+    let want = Expected {
+        shape: [sets, seqs, steps],
+        w: &w,
+        grad: grad.then_some(g.as_slice()),
+        status: &statuses.status,
+        first_bad: &statuses.first_bad,
+    };
+    assert_parity(
+        &name,
+        &got,
+        &want,
+        Tolerance::F32_VS_F64,
+        Tolerance::SENS_F32_VS_F64,
+        describe(&params),
+    );
 }
 
 /// The f64 reference states and sensitivities of every trajectory, unrounded.
@@ -155,16 +148,24 @@ fn cpu_fast_path_matches_f64_reference() {
 }
 
 #[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
 fn gpu_features_match_cpu_reference_with_default_and_tiny_chunks() {
-    let Some(gpu) = gpu_engine() else { return };
+    let gpu = gpu_engine();
     parity_suite(&gpu);
 }
 
 #[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
 fn gpu_run_beyond_one_dispatch_dimension_matches_cpu_reference() {
     // 4,200,000 trajectories > 65,535 workgroups x 64: needs the 2-D grid (and,
     // at default limits, several chunks).
-    let Some(gpu) = gpu_engine() else { return };
+    let gpu = gpu_engine();
     let n = 4_200_000;
     assert!(n > 65_535 * DDK_WORKGROUP_SIZE as usize);
     check_parity(&gpu, n, 6, 1, 1, false, None, false);
@@ -229,8 +230,12 @@ fn constant_input_converges_to_fixed_point_on_cpu() {
 }
 
 #[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
 fn constant_input_converges_to_fixed_point_on_gpu() {
-    let Some(gpu) = gpu_engine() else { return };
+    let gpu = gpu_engine();
     constant_input_converges(&gpu);
 }
 
@@ -285,8 +290,12 @@ fn unstable_drive_is_flagged_at_the_right_step_on_cpu() {
 }
 
 #[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
 fn unstable_drive_is_flagged_at_the_right_step_on_gpu() {
-    let Some(gpu) = gpu_engine() else { return };
+    let gpu = gpu_engine();
     unstable_drive_is_flagged(&gpu);
 }
 
@@ -379,8 +388,12 @@ fn chunk_plan_covers_every_trajectory_once() {
 }
 
 #[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
 fn gpu_context_reports_its_adapter() {
-    let Some(ctx) = gpu_context() else { return };
+    let ctx = gpu_context();
     assert!(!ctx.adapter_info().name.is_empty());
 }
 
@@ -412,14 +425,24 @@ fn noisy_runs_agree(engine: &dyn Engine, chunk: Option<usize>) {
         .unwrap();
     // Noise of 0.01 per step, damped by the contraction: the f32 transforms differ
     // by ~1e-7 per sample, far inside F32_VS_F64.
-    Tolerance::F32_VS_F64
-        .compare(
-            "noisy states",
-            got.w.iter().map(|&v| v as f64),
-            want.w.iter().map(|&v| v as f64),
-            |i| format!("index {i}"),
-        )
-        .unwrap();
+    assert_parity(
+        &format!("noisy states, {} chunk {chunk:?}", engine.info().backend),
+        &got,
+        &Reference::of(&want).expected(),
+        Tolerance::F32_VS_F64,
+        Tolerance::SENS_F32_VS_F64,
+        |p, s, k| format!("set {p}, seq {s}, step {k}"),
+    );
+    // An f32 engine really computed in f32: not the f64 loop rounded at the end.
+    assert_eq!(engine.info().precision, "f32");
+    assert!(
+        got.w
+            .iter()
+            .zip(&want.w)
+            .any(|(a, b)| a.to_bits() != b.to_bits()),
+        "{}: noisy f32 states are bit-identical to the f64 reference's",
+        engine.info().backend
+    );
     let clean = CpuEngine::reference()
         .run(&batch, &RunOptions::default())
         .unwrap();
@@ -439,8 +462,12 @@ fn cycle_noise_is_reproducible_and_chunk_independent_on_cpu() {
 }
 
 #[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
 fn cycle_noise_on_gpu_matches_cpu_reference_with_tiny_chunks() {
-    let Some(gpu) = gpu_engine() else { return };
+    let gpu = gpu_engine();
     noisy_runs_agree(&gpu, None);
     noisy_runs_agree(&gpu, Some(37));
 }

@@ -7,7 +7,7 @@ use crate::common::data_dir;
 use std::process::Command;
 
 fn run(args: &[&str]) -> serde_json::Value {
-    let dir = data_dir().expect("checked by the caller");
+    let dir = data_dir();
     let out = Command::new(env!("CARGO_BIN_EXE_memkin"))
         .args(["run", "--json", "--backend", "cpu"])
         .args(args)
@@ -23,9 +23,6 @@ fn run(args: &[&str]) -> serde_json::Value {
 }
 
 fn check(args: &[&str], threshold: f64) {
-    if data_dir().is_none() {
-        return;
-    }
     let r = run(args);
     let acc = r["test_accuracy"].as_f64().unwrap();
     eprintln!(
@@ -41,30 +38,32 @@ fn check(args: &[&str], threshold: f64) {
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn mnist_ddk_mlp_784_48_10_reaches_096() {
     check(&["--dataset", "mnist"], 0.960);
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn sitw_ddk_mlp_128_16_10_reaches_089_over_five_splits() {
     check(&["--dataset", "sitw"], 0.890);
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn wmms_ddk_mlp_64_8_4_reaches_095_over_five_splits() {
     check(&["--dataset", "wmms"], 0.950);
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn modelnet10_chair_vs_monitor_slices_with_vote_reach_097_over_five_splits() {
     check(&["--dataset", "modelnet10"], 0.970);
 }
 
 #[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
 fn mnist_run_reports_the_papers_parameter_and_operation_counts() {
-    if data_dir().is_none() {
-        return;
-    }
     // One epoch is enough for the counts: 784*48 + 48 + 48*10 + 10 weights + alpha, beta;
     // 784*48 + 48*10 multiply-adds + 2 per device step (28 x 28).
     let r = run(&[
