@@ -66,9 +66,60 @@ pub struct BackendArg {
     pub backend: BackendChoice,
 }
 
+/// A parse failure rendered as one line: clap's message, its tips in
+/// parentheses, and where to look (`memkin simulate --help`).
+pub fn usage_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut msg = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .trim_end_matches(':')
+        .to_string();
+    let mut usage = None;
+    let mut items = Vec::new();
+    let mut tips = Vec::new();
+    for l in lines {
+        if let Some(t) = l.strip_prefix("tip: ") {
+            tips.push(t.to_string());
+        } else if let Some(u) = l.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        } else if !l.starts_with("For more information") {
+            items.push(l.to_string());
+        }
+    }
+    if !items.is_empty() {
+        msg = format!("{msg}: {}", items.join(", "));
+    }
+    if !tips.is_empty() {
+        msg = format!("{msg} ({})", tips.join("; "));
+    }
+    // `memkin simulate --input <INPUT> ...` -> `memkin simulate --help`.
+    let command: Vec<&str> = usage
+        .as_deref()
+        .unwrap_or("memkin")
+        .split_whitespace()
+        .take_while(|w| !w.starts_with('-') && !w.starts_with('<') && !w.starts_with('['))
+        .collect();
+    let command = if command.is_empty() {
+        "memkin".to_string()
+    } else {
+        command.join(" ")
+    };
+    format!("{msg}; see `{command} --help`")
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version: stdout, exit 0
+        Err(e) => {
+            eprintln!("memkin: error: {}", usage_line(&e));
+            std::process::exit(2);
+        }
+    };
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Simulate(a) => simulate::run(a),
@@ -96,5 +147,23 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_with_the_tip_and_a_hint() {
+        let e =
+            Cli::try_parse_from(["memkin", "simulate", "--inptu", "x", "--out", "o"]).unwrap_err();
+        let line = usage_line(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.contains("'--inptu'") && line.contains("'--input'"),
+            "{line}"
+        );
+        assert!(line.ends_with("see `memkin simulate --help`"), "{line}");
+        let e = Cli::try_parse_from(["memkin", "simulate"]).unwrap_err();
+        let line = usage_line(&e);
+        assert!(line.contains("--input <INPUT>, --out <OUT>"), "{line}");
+        let e = Cli::try_parse_from(["memkin", "bogus"]).unwrap_err();
+        assert!(usage_line(&e).ends_with("see `memkin --help`"));
     }
 }

@@ -637,16 +637,16 @@ pub fn check_input_file(flag: &str, path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Err(path_error(
             path,
-            format!("({flag}) is a directory: expected a file"),
+            format!("is a directory, expected a file ({flag})"),
         )),
         Ok(_) => File::open(path)
             .map(|_| ())
-            .map_err(|e| path_error(path, format!("({flag}) cannot be read: {e}"))),
+            .map_err(|e| path_error(path, format!("cannot be read ({flag}): {e}"))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
             path: path.to_path_buf(),
             hint: format!(" ({flag})"),
         }),
-        Err(e) => Err(path_error(path, format!("({flag}) cannot be read: {e}"))),
+        Err(e) => Err(path_error(path, format!("cannot be read ({flag}): {e}"))),
     }
 }
 
