@@ -244,24 +244,7 @@ impl Side {
         if keep.len() == e.samples {
             return self;
         }
-        let mut x = Vec::with_capacity(keep.len() * e.seqs_per_sample * e.steps);
-        for &i in &keep {
-            x.extend_from_slice(e.sample(i));
-        }
-        Side {
-            encoded: Encoded {
-                x,
-                seqs: keep.len() * e.seqs_per_sample,
-                steps: e.steps,
-                seqs_per_sample: e.seqs_per_sample,
-                samples: keep.len(),
-            },
-            y: keep.iter().map(|&i| self.y[i]).collect(),
-            groups: self
-                .groups
-                .as_ref()
-                .map(|g| keep.iter().map(|&i| g[i]).collect()),
-        }
+        self.subset(&keep)
     }
 }
 
@@ -744,22 +727,8 @@ pub fn feature_examples(
                 .take(per_class),
         );
     }
-    let mut x = Vec::new();
-    for &i in &picked {
-        x.extend_from_slice(e.sample(i));
-    }
     let spp = e.seqs_per_sample;
-    let side = Side {
-        encoded: Encoded {
-            x,
-            seqs: picked.len() * spp,
-            steps: e.steps,
-            seqs_per_sample: spp,
-            samples: picked.len(),
-        },
-        y: picked.iter().map(|&i| test.y[i]).collect(),
-        groups: None,
-    };
+    let side = test.subset(&picked);
     let params = device_params(alpha, beta, proto.w0, proto.per_step, e.steps)?;
     let f = featurize(engine, &side, &params, false)?;
     let len = spp * e.steps;

@@ -1,10 +1,9 @@
 //! `memkin cost`: energy, latency and area per inference of the DDK network,
 //! the same readout on raw inputs and the paper's deep baselines.
 
-use super::{BackendArg, Common, print_json};
+use super::{BackendArg, Common, DatasetArg, print_json};
 use memkin::cost::card::{Card, DEFAULT_PRESET};
 use memkin::cost::{ACTIVITY_SAMPLES, compare, compare_agnews, components_csv, table_csv};
-use memkin::data;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::Protocol;
 use memkin::report::npy::Outputs;
@@ -17,12 +16,8 @@ pub struct Args {
     common: Common,
     #[command(flatten)]
     backend: BackendArg,
-    /// A named dataset (digits, mnist, wmms, sitw, modelnet10, agnews) or a path.
-    #[arg(long, default_value = "digits")]
-    dataset: String,
-    /// Where the named datasets live (default: $MEMKIN_DATA).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    data: DatasetArg,
     /// Technology card: a preset (neurosim-22nm, neurosim-130nm) or a TOML/JSON file.
     #[arg(long, default_value = DEFAULT_PRESET)]
     card: String,
@@ -39,11 +34,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.samples == 0 {
         return Err(memkin::Error::invalid("--samples", 0, "at least 1").into());
     }
-    let cmp = if a.dataset == "agnews" {
+    let cmp = if a.data.dataset == "agnews" {
         compare_agnews(&card)
     } else {
-        let dir = data::data_dir(a.data_dir.as_deref());
-        let ds = data::load(&a.dataset, dir.as_deref())?;
+        let ds = a.data.load()?;
         let proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
         let engine = select(a.backend.backend, Precision::F32)?;
         compare(engine.as_ref(), &ds, &proto, &card, a.samples)?

@@ -66,6 +66,26 @@ pub struct BackendArg {
     pub backend: BackendChoice,
 }
 
+/// The dataset flags of the commands that load one (`run`, `cost`).
+#[derive(Debug, Clone, Args)]
+pub struct DatasetArg {
+    /// A named dataset (digits, mnist, wmms, sitw, modelnet10; `cost` also
+    /// agnews) or a path (.npz, .csv, a directory of IDX files).
+    #[arg(long, default_value = "digits")]
+    pub dataset: String,
+    /// Where the named datasets live (default: $MEMKIN_DATA).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+impl DatasetArg {
+    /// Loads the dataset (named ones are checked against their sha256).
+    pub fn load(&self) -> memkin::Result<memkin::data::Dataset> {
+        let dir = memkin::data::data_dir(self.data_dir.as_deref());
+        memkin::data::load(&self.dataset, dir.as_deref())
+    }
+}
+
 /// A parse failure rendered as one line: clap's message, its tips in
 /// parentheses, and where to look (`memkin simulate --help`).
 pub fn usage_line(e: &clap::Error) -> String {

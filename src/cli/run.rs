@@ -1,9 +1,8 @@
 //! `memkin run`: the paper end to end on a dataset (the embedded digits by default).
 
-use super::{BackendArg, Common, print_json};
+use super::{BackendArg, Common, DatasetArg, print_json};
 use anyhow::Context;
 use memkin::Error;
-use memkin::data;
 use memkin::encode::Encoding;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::tune::{TuneGrid, tune_split};
@@ -37,13 +36,8 @@ pub struct Args {
     common: Common,
     #[command(flatten)]
     backend: BackendArg,
-    /// A named dataset (digits, mnist, wmms, sitw, modelnet10) or a path (.npz,
-    /// .csv, a directory of IDX files).
-    #[arg(long, default_value = "digits")]
-    dataset: String,
-    /// Where the named datasets live (default: $MEMKIN_DATA).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    data: DatasetArg,
     /// Readout (default: the paper's for the dataset, an MLP).
     #[arg(long, value_enum)]
     readout: Option<ReadoutArg>,
@@ -201,8 +195,7 @@ fn readout_name(p: &Protocol) -> String {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let start = Instant::now();
-    let dir = data::data_dir(a.data_dir.as_deref());
-    let mut ds = data::load(&a.dataset, dir.as_deref())?;
+    let mut ds = a.data.load()?;
     if let Some(n) = a.train_subset {
         if n < 2 {
             return Err(Error::invalid("--train-subset", n, "at least 2").into());

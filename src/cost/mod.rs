@@ -47,19 +47,8 @@ pub fn readout_sizes(proto: &Protocol, n_features: usize, n_classes: usize) -> V
 
 /// The first `n` readout samples of a side.
 fn head(side: &Side, n: usize) -> Side {
-    let e = &side.encoded;
-    let n = n.min(e.samples);
-    Side {
-        encoded: crate::encode::Encoded {
-            x: e.x[..n * e.seqs_per_sample * e.steps].to_vec(),
-            seqs: n * e.seqs_per_sample,
-            steps: e.steps,
-            seqs_per_sample: e.seqs_per_sample,
-            samples: n,
-        },
-        y: side.y[..n].to_vec(),
-        groups: None,
-    }
+    let idx: Vec<usize> = (0..n.min(side.n())).collect();
+    side.subset(&idx)
 }
 
 /// The kinetics activity per readout sample of `side` at (alpha, beta),

@@ -4,10 +4,10 @@
 //! Keep [`ddk_trajectory`] in step with `main` in `shaders/ddk.wgsl`: same loop,
 //! same order of operations, same status rules.
 
+use super::real::Real;
 use super::{BackendInfo, Engine, Precision, RunOptions};
 use crate::Result;
 use crate::batch::{Batch, DeviceParams, Features, Status};
-use crate::model::ddk::{ddk_sens_step, ddk_step};
 use crate::rng::{Stream, normal_pair, purpose, uniform_f32};
 use rayon::prelude::*;
 
@@ -95,99 +95,82 @@ pub struct TrajectoryNoise {
     pub seq: u32,
 }
 
-/// Integrates one trajectory in f64: the reference, twin of `main` in
-/// `shaders/ddk.wgsl`. Writes the T states (NaN from the first bad step on) and,
-/// when `grad` is given, the sensitivities `[T, 2]`. Returns the status and the
-/// first bad step (`u32::MAX` when ok).
-pub fn ddk_trajectory(
+/// The loop of [`ddk_trajectory`] and [`ddk_trajectory_f32`] at either
+/// precision: the operations, in the order, of `main` in `shaders/ddk.wgsl`
+/// (the noise sample is the f64 [`step_noise`] rounded to `R`).
+#[inline(always)]
+fn ddk_loop<R: Real>(
     x: &[f32],
     params: &DeviceParams,
     device: usize,
-    w_out: &mut [f64],
-    mut grad: Option<&mut [f64]>,
+    w_out: &mut [R],
+    mut grad: Option<&mut [R]>,
     noise: Option<TrajectoryNoise>,
 ) -> (Status, u32) {
     let t = x.len();
-    let mut w = params.w0()[device];
-    let (mut da, mut db) = (0.0f64, 0.0f64);
+    let mut w = R::of(params.w0()[device]);
+    let (mut da, mut db) = (R::ZERO, R::ZERO);
     let mut status = Status::Ok;
     let mut first_bad = u32::MAX;
     w_out[0] = w;
     if let Some(g) = grad.as_deref_mut() {
-        g[0] = 0.0;
-        g[1] = 0.0;
+        g[0] = R::ZERO;
+        g[1] = R::ZERO;
     }
     for k in 1..t {
         let (alpha, beta) = params.at(device, k);
-        let xk = x[k - 1] as f64;
+        let (a, b, xk) = (R::of(alpha), R::of(beta), R::of(x[k - 1] as f64));
         if status == Status::Ok {
-            (da, db) = ddk_sens_step(w, xk, alpha, da, db);
-            w = ddk_step(w, xk, alpha, beta);
+            let damp = R::ONE - a / (w * w);
+            (da, db) = (da * damp + R::ONE / w, db * damp - xk);
+            w = w + a / w - b * xk;
             if let Some(n) = noise {
-                w += n.sigma * step_noise(&n.stream, n.draw, n.seq, k as u32);
+                w += R::of(n.sigma) * R::of(step_noise(&n.stream, n.draw, n.seq, k as u32));
             }
-            let c = Status::classify(w);
+            let c = Status::classify(w.to_f64());
             if c != Status::Ok {
                 status = c;
                 first_bad = k as u32;
             }
         }
         let bad = status != Status::Ok;
-        w_out[k] = if bad { f64::NAN } else { w };
+        w_out[k] = if bad { R::NAN } else { w };
         if let Some(g) = grad.as_deref_mut() {
-            g[2 * k] = if bad { f64::NAN } else { da };
-            g[2 * k + 1] = if bad { f64::NAN } else { db };
+            g[2 * k] = if bad { R::NAN } else { da };
+            g[2 * k + 1] = if bad { R::NAN } else { db };
         }
     }
     (status, first_bad)
 }
 
+/// Integrates one trajectory in f64: the reference, twin of `main` in
+/// `shaders/ddk.wgsl` (the same steps as [`crate::model::ddk::ddk_step`] and
+/// [`crate::model::ddk::ddk_sens_step`]). Writes the T states (NaN from the
+/// first bad step on) and, when `grad` is given, the sensitivities `[T, 2]`.
+/// Returns the status and the first bad step (`u32::MAX` when ok).
+pub fn ddk_trajectory(
+    x: &[f32],
+    params: &DeviceParams,
+    device: usize,
+    w_out: &mut [f64],
+    grad: Option<&mut [f64]>,
+    noise: Option<TrajectoryNoise>,
+) -> (Status, u32) {
+    ddk_loop(x, params, device, w_out, grad, noise)
+}
+
 /// Integrates one trajectory in f32, state and sensitivities rounded as
-/// `main` in `shaders/ddk.wgsl` rounds them (the noise sample is the f64
-/// [`step_noise`] rounded to f32): the scalar f32 path, taken for noisy runs.
-/// Same outputs and status rules as [`ddk_trajectory`].
+/// `main` in `shaders/ddk.wgsl` rounds them: the scalar f32 path, taken for
+/// noisy runs. Same outputs and status rules as [`ddk_trajectory`].
 pub fn ddk_trajectory_f32(
     x: &[f32],
     params: &DeviceParams,
     device: usize,
     w_out: &mut [f32],
-    mut grad: Option<&mut [f32]>,
+    grad: Option<&mut [f32]>,
     noise: Option<TrajectoryNoise>,
 ) -> (Status, u32) {
-    let t = x.len();
-    let mut w = params.w0()[device] as f32;
-    let (mut da, mut db) = (0.0f32, 0.0f32);
-    let mut status = Status::Ok;
-    let mut first_bad = u32::MAX;
-    w_out[0] = w;
-    if let Some(g) = grad.as_deref_mut() {
-        g[0] = 0.0;
-        g[1] = 0.0;
-    }
-    for k in 1..t {
-        let (alpha, beta) = params.at(device, k);
-        let (a, b, xk) = (alpha as f32, beta as f32, x[k - 1]);
-        if status == Status::Ok {
-            let damp = 1.0 - a / (w * w);
-            (da, db) = (da * damp + 1.0 / w, db * damp - xk);
-            w = w + a / w - b * xk;
-            if let Some(n) = noise {
-                w += n.sigma as f32 * step_noise(&n.stream, n.draw, n.seq, k as u32) as f32;
-            }
-            let c = Status::classify(w as f64);
-            if c != Status::Ok {
-                status = c;
-                first_bad = k as u32;
-            }
-        }
-        let bad = status != Status::Ok;
-        w_out[k] = if bad { f32::NAN } else { w };
-        if let Some(g) = grad.as_deref_mut() {
-            g[2 * k] = if bad { f32::NAN } else { da };
-            g[2 * k + 1] = if bad { f32::NAN } else { db };
-        }
-    }
-    (status, first_bad)
+    ddk_loop(x, params, device, w_out, grad, noise)
 }
 
 /// One trajectory at a time, in parallel: the f64 reference ([`ddk_trajectory`])

@@ -15,6 +15,7 @@
 pub mod cpu;
 pub mod gpu;
 pub mod ode;
+mod real;
 pub mod tolerance;
 pub mod vjp;
 

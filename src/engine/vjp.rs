@@ -29,6 +29,7 @@
 //! parameter gradient: check the forward [`crate::batch::Features::status`].
 
 use super::cpu::{CpuEngine, ddk_trajectory};
+use super::real::Real;
 use super::{BackendChoice, BackendInfo, Engine, Precision};
 use crate::batch::{Batch, DeviceParams};
 use crate::{Error, Result};
@@ -142,39 +143,6 @@ pub fn check_cotangents(batch: &Batch, w: &[f32], g: &[f32]) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The arithmetic of the reverse loop, at f32 or f64.
-trait Real:
-    Copy
-    + std::ops::Add<Output = Self>
-    + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self>
-    + std::ops::Div<Output = Self>
-    + std::ops::Neg<Output = Self>
-    + std::ops::AddAssign
-{
-    const ZERO: Self;
-    const ONE: Self;
-    fn of(v: f64) -> Self;
-}
-
-impl Real for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    #[inline(always)]
-    fn of(v: f64) -> Self {
-        v
-    }
-}
-
-impl Real for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    #[inline(always)]
-    fn of(v: f64) -> Self {
-        v as f32
-    }
 }
 
 /// The loop of [`ddk_vjp_trajectory`] at either precision.

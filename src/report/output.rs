@@ -272,11 +272,7 @@ impl Outputs {
     pub fn plan(&mut self, target: &Path) -> Result<()> {
         let resolved = self.check_target(target)?;
         if let Some(o) = self.targets.iter().find(|t| t.resolved == resolved) {
-            let same = if o.shown == target {
-                String::new()
-            } else {
-                format!(" ({})", o.shown.display())
-            };
+            let same = alias(&o.shown, target);
             return Err(path_error(
                 target,
                 format!(
@@ -284,13 +280,11 @@ impl Outputs {
                 ),
             ));
         }
-        {
-            self.targets.push(Target {
-                shown: target.to_path_buf(),
-                resolved,
-                tmp: None,
-            });
-        }
+        self.targets.push(Target {
+            shown: target.to_path_buf(),
+            resolved,
+            tmp: None,
+        });
         Ok(())
     }
 
@@ -345,11 +339,7 @@ impl Outputs {
             Ok(m) => {
                 let key = FileKey::of(&m);
                 if let Some(i) = self.inputs.iter().find(|i| i.key == key) {
-                    let same = if i.shown == target {
-                        String::new()
-                    } else {
-                        format!(" ({})", i.shown.display())
-                    };
+                    let same = alias(&i.shown, target);
                     return Err(path_error(
                         target,
                         format!(
@@ -388,11 +378,7 @@ impl Outputs {
             .iter()
             .find(|t| t.resolved == resolved && t.tmp.is_some())
         {
-            let same = if o.shown == target {
-                String::new()
-            } else {
-                format!(" ({})", o.shown.display())
-            };
+            let same = alias(&o.shown, target);
             return Err(path_error(
                 target,
                 format!(
@@ -647,6 +633,16 @@ pub fn check_input_file(flag: &str, path: &Path) -> Result<()> {
             hint: format!(" ({flag})"),
         }),
         Err(e) => Err(path_error(path, format!("cannot be read ({flag}): {e}"))),
+    }
+}
+
+/// How an earlier path that resolves to the same file as `target` was spelt,
+/// as " (SPELLING)", or nothing when it was spelt the same.
+fn alias(shown: &Path, target: &Path) -> String {
+    if shown == target {
+        String::new()
+    } else {
+        format!(" ({})", shown.display())
     }
 }
 

@@ -234,26 +234,13 @@ impl DdkBuffers {
         let out_stage = staging(dev, "ddk w_out staging", sizes.out);
         let status_stage = staging(dev, "ddk status staging", sizes.status);
         let grad_stage = (sizes.grad > 0).then(|| staging(dev, "ddk grad staging", sizes.grad));
-        let uniform = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("ddk uniform"),
-            contents: bytemuck::bytes_of(&DdkUniform::default()),
-            usage: wgpu::BufferUsages::UNIFORM | cp,
-        });
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> =
-            [&uniform, &x, &alpha, &beta, &w0, &out, &status, &grad]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("ddk bind group"),
-            layout: &layout,
-            entries: &entries,
-        });
+        let uniform = uniform(dev, "ddk uniform", &DdkUniform::default());
+        let bind = bind_all(
+            dev,
+            pipeline,
+            "ddk bind group",
+            &[&uniform, &x, &alpha, &beta, &w0, &out, &status, &grad],
+        );
         Self {
             sizes,
             x,
@@ -304,6 +291,43 @@ pub(super) fn storage(
         size: bytes.max(16).next_multiple_of(4),
         usage: wgpu::BufferUsages::STORAGE | extra,
         mapped_at_creation: false,
+    })
+}
+
+/// A uniform buffer holding `value` (rewritten per chunk with `write_buffer`).
+pub(super) fn uniform<T: bytemuck::Pod>(
+    dev: &wgpu::Device,
+    label: &str,
+    value: &T,
+) -> wgpu::Buffer {
+    dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::bytes_of(value),
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
+/// The bind group of a kernel whose group 0 binds `buffers` in order
+/// (binding i = `buffers[i]`, each bound whole).
+pub(super) fn bind_all(
+    dev: &wgpu::Device,
+    pipeline: &wgpu::ComputePipeline,
+    label: &str,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let layout = pipeline.get_bind_group_layout(0);
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &layout,
+        entries: &entries,
     })
 }
 

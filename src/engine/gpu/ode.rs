@@ -4,7 +4,9 @@
 //! `shaders/models/integrate.wgsl`; CPU twin: [`crate::engine::ode::run_ode_cpu`].
 
 use super::context::GpuContext;
-use super::ddk::{Chunk, ChunkLimits, plan_chunks, staging, storage, unpack_status};
+use super::ddk::{
+    Chunk, ChunkLimits, bind_all, plan_chunks, staging, storage, uniform, unpack_status,
+};
 use super::shaders;
 use crate::batch::Features;
 use crate::engine::BackendInfo;
@@ -15,7 +17,6 @@ use crate::{Error, Result};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use wgpu::util::DeviceExt;
 
 /// Invocations per workgroup of `shaders/ode.wgsl`.
 pub const ODE_WORKGROUP_SIZE: u32 = 64;
@@ -105,25 +106,13 @@ impl OdeBuffers {
         let status = storage(dev, "ode status", sizes[4], src);
         let out_stage = staging(dev, "ode out staging", sizes[3]);
         let status_stage = staging(dev, "ode status staging", sizes[4]);
-        let uniform = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("ode uniform"),
-            contents: bytemuck::bytes_of(&OdeUniform::default()),
-            usage: wgpu::BufferUsages::UNIFORM | cp,
-        });
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = [&uniform, &x, &params, &w0, &out, &status]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("ode bind group"),
-            layout: &layout,
-            entries: &entries,
-        });
+        let uniform = uniform(dev, "ode uniform", &OdeUniform::default());
+        let bind = bind_all(
+            dev,
+            pipeline,
+            "ode bind group",
+            &[&uniform, &x, &params, &w0, &out, &status],
+        );
         Self {
             model,
             sizes,

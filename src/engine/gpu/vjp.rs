@@ -10,7 +10,7 @@
 //! the chunking.
 
 use super::context::GpuContext;
-use super::ddk::{ChunkLimits, plan_chunks, staging, storage};
+use super::ddk::{ChunkLimits, bind_all, plan_chunks, staging, storage, uniform};
 use super::shaders;
 use crate::Result;
 use crate::batch::Batch;
@@ -18,7 +18,6 @@ use crate::engine::BackendInfo;
 use crate::engine::vjp::{Vjp, VjpEngine, VjpOptions, check_cotangents, reduce_partials};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use wgpu::util::DeviceExt;
 
 /// Invocations per workgroup of `shaders/ddk_vjp.wgsl` (its `WG` constant).
 pub const VJP_WORKGROUP_SIZE: u32 = 64;
@@ -89,25 +88,13 @@ impl Buffers {
         let parts = storage(dev, "vjp parameter terms", sizes.parts, src);
         let gx_stage = staging(dev, "vjp gx staging", sizes.traj);
         let parts_stage = staging(dev, "vjp parameter terms staging", sizes.parts);
-        let uniform = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("vjp uniform"),
-            contents: bytemuck::bytes_of(&VjpUniform::default()),
-            usage: wgpu::BufferUsages::UNIFORM | cp,
-        });
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = [&uniform, &x, &alpha, &beta, &w, &g, &gx, &parts]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("vjp bind group"),
-            layout: &layout,
-            entries: &entries,
-        });
+        let uniform = uniform(dev, "vjp uniform", &VjpUniform::default());
+        let bind = bind_all(
+            dev,
+            pipeline,
+            "vjp bind group",
+            &[&uniform, &x, &alpha, &beta, &w, &g, &gx, &parts],
+        );
         Self {
             sizes,
             x,

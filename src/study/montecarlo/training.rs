@@ -7,7 +7,6 @@ use super::nonideal::{
     DeviceDraw, DrawFeatures, HostSteps, Nonideal, draws_params, sample_devices,
 };
 use crate::batch::Batch;
-use crate::encode::Encoded;
 use crate::engine::cpu::CpuEngine;
 use crate::engine::{Engine, RunOptions, StepNoise};
 use crate::pipeline::Side;
@@ -61,7 +60,7 @@ impl DrawSetup<'_> {
             v,
         )?;
         let params = draws_params(std::slice::from_ref(&d), self.w0, v.stuck_w)?;
-        let side = subset(train, idx);
+        let side = train.subset(idx);
         let e = &side.encoded;
         let noise = (v.cycle_noise > 0.0).then_some(StepNoise {
             sigma: v.cycle_noise,
@@ -165,27 +164,4 @@ pub fn fine_tune(
         trainer.record(report);
     }
     Ok(trainer.finish())
-}
-
-/// The sub-side of readout samples `idx`.
-fn subset(side: &Side, idx: &[usize]) -> Side {
-    let e = &side.encoded;
-    let mut x = Vec::with_capacity(idx.len() * e.seqs_per_sample * e.steps);
-    for &i in idx {
-        x.extend_from_slice(e.sample(i));
-    }
-    Side {
-        encoded: Encoded {
-            x,
-            seqs: idx.len() * e.seqs_per_sample,
-            steps: e.steps,
-            seqs_per_sample: e.seqs_per_sample,
-            samples: idx.len(),
-        },
-        y: idx.iter().map(|&i| side.y[i]).collect(),
-        groups: side
-            .groups
-            .as_ref()
-            .map(|g| idx.iter().map(|&i| g[i]).collect()),
-    }
 }
