@@ -115,11 +115,16 @@ pub fn select_gpu_context(choice: BackendChoice) -> Result<Option<gpu::GpuContex
     })
 }
 
-/// Builds the engine for a backend choice. `gpu` with `f64` is an error (WGSL has
-/// no portable f64). `auto` picks a hardware GPU when there is one, else the CPU.
-pub fn select(choice: BackendChoice, precision: Precision) -> Result<Box<dyn Engine>> {
-    match choice {
-        BackendChoice::Cpu => Ok(Box::new(cpu::CpuEngine::new(precision))),
+/// The GPU context the engines of a backend choice run on, or `None` for the
+/// CPU. `gpu` with `f64` is an error (WGSL has no portable f64); a software
+/// adapter chosen with `gpu` is announced on stderr; `auto` picks a hardware
+/// GPU when there is one (and always the CPU for `f64`).
+pub(crate) fn engine_context(
+    choice: BackendChoice,
+    precision: Precision,
+) -> Result<Option<std::sync::Arc<gpu::GpuContext>>> {
+    let ctx = match choice {
+        BackendChoice::Cpu => None,
         BackendChoice::Gpu => {
             if precision == Precision::F64 {
                 return Err(Error::invalid(
@@ -135,16 +140,21 @@ pub fn select(choice: BackendChoice, precision: Precision) -> Result<Box<dyn Eng
                     ctx.adapter_info().name
                 );
             }
-            Ok(Box::new(gpu::GpuEngine::new(std::sync::Arc::new(ctx))?))
+            Some(ctx)
         }
-        BackendChoice::Auto => {
-            if precision == Precision::F32
-                && let Ok(ctx) = gpu::GpuContext::new()
-                && !ctx.is_software()
-            {
-                return Ok(Box::new(gpu::GpuEngine::new(std::sync::Arc::new(ctx))?));
-            }
-            Ok(Box::new(cpu::CpuEngine::new(precision)))
+        BackendChoice::Auto if precision == Precision::F32 => {
+            gpu::GpuContext::new().ok().filter(|c| !c.is_software())
         }
-    }
+        BackendChoice::Auto => None,
+    };
+    Ok(ctx.map(std::sync::Arc::new))
+}
+
+/// Builds the engine for a backend choice. `gpu` with `f64` is an error (WGSL has
+/// no portable f64). `auto` picks a hardware GPU when there is one, else the CPU.
+pub fn select(choice: BackendChoice, precision: Precision) -> Result<Box<dyn Engine>> {
+    Ok(match engine_context(choice, precision)? {
+        Some(ctx) => Box::new(gpu::GpuEngine::new(ctx)?),
+        None => Box::new(cpu::CpuEngine::new(precision)),
+    })
 }

@@ -352,38 +352,12 @@ pub fn select_with_vjp(
     choice: BackendChoice,
     precision: Precision,
 ) -> Result<(Box<dyn Engine>, Box<dyn VjpEngine>)> {
-    let ctx = match choice {
-        BackendChoice::Cpu => None,
-        BackendChoice::Gpu => {
-            if precision == Precision::F64 {
-                return Err(Error::invalid(
-                    "precision",
-                    "f64",
-                    "f32 with --backend gpu (WGSL has no portable f64)",
-                ));
-            }
-            let ctx = super::gpu::GpuContext::new()?;
-            if ctx.is_software() {
-                eprintln!(
-                    "memkin: note: GPU adapter '{}' is a software rasteriser (CPU); its speed says nothing about a GPU",
-                    ctx.adapter_info().name
-                );
-            }
-            Some(ctx)
-        }
-        BackendChoice::Auto if precision == Precision::F32 => super::gpu::GpuContext::new()
-            .ok()
-            .filter(|c| !c.is_software()),
-        BackendChoice::Auto => None,
-    };
+    let ctx = super::engine_context(choice, precision)?;
     Ok(match ctx {
-        Some(ctx) => {
-            let ctx = std::sync::Arc::new(ctx);
-            (
-                Box::new(super::gpu::GpuEngine::new(ctx.clone())?),
-                Box::new(super::gpu::GpuVjpEngine::new(ctx)?),
-            )
-        }
+        Some(ctx) => (
+            Box::new(super::gpu::GpuEngine::new(ctx.clone())?),
+            Box::new(super::gpu::GpuVjpEngine::new(ctx)?),
+        ),
         None => (
             Box::new(CpuEngine::new(precision)),
             Box::new(CpuEngine::new(precision)),

@@ -154,6 +154,17 @@ impl GpuContext {
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
     }
+    /// What every engine on this context reports of itself (always f32).
+    pub fn backend_info(&self) -> crate::engine::BackendInfo {
+        let i = &self.info;
+        crate::engine::BackendInfo {
+            backend: "gpu".into(),
+            precision: "f32".into(),
+            adapter: i.name.clone(),
+            adapter_type: format!("{:?}", i.device_type),
+            api: format!("{:?}", i.backend),
+        }
+    }
     /// The device's limits (the adapter's best).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits

@@ -342,14 +342,7 @@ pub(super) fn staging(dev: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buff
 
 impl Engine for GpuEngine {
     fn info(&self) -> BackendInfo {
-        let i = self.ctx.adapter_info();
-        BackendInfo {
-            backend: "gpu".into(),
-            precision: "f32".into(),
-            adapter: i.name.clone(),
-            adapter_type: format!("{:?}", i.device_type),
-            api: format!("{:?}", i.backend),
-        }
+        self.ctx.backend_info()
     }
 
     fn run_into(&self, batch: &Batch, opts: &RunOptions, f: &mut Features) -> Result<()> {

@@ -146,14 +146,7 @@ impl GpuOdeEngine {
 
     /// What this engine runs on.
     pub fn info(&self) -> BackendInfo {
-        let i = self.ctx.adapter_info();
-        BackendInfo {
-            backend: "gpu".into(),
-            precision: "f32".into(),
-            adapter: i.name.clone(),
-            adapter_type: format!("{:?}", i.device_type),
-            api: format!("{:?}", i.backend),
-        }
+        self.ctx.backend_info()
     }
 
     fn pipeline(&self, model: Model) -> Result<Arc<wgpu::ComputePipeline>> {

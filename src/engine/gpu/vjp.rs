@@ -137,14 +137,7 @@ impl GpuVjpEngine {
 
 impl VjpEngine for GpuVjpEngine {
     fn info(&self) -> BackendInfo {
-        let i = self.ctx.adapter_info();
-        BackendInfo {
-            backend: "gpu".into(),
-            precision: "f32".into(),
-            adapter: i.name.clone(),
-            adapter_type: format!("{:?}", i.device_type),
-            api: format!("{:?}", i.backend),
-        }
+        self.ctx.backend_info()
     }
 
     fn vjp_into(
