@@ -3,6 +3,8 @@
 use super::{BackendArg, Common, DatasetArg, print_json};
 use anyhow::Context;
 use memkin::Error;
+use memkin::cost::card::{Card, DEFAULT_PRESET};
+use memkin::cost::{ACTIVITY_SAMPLES, compare};
 use memkin::encode::Encoding;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::tune::{TuneGrid, tune_split};
@@ -94,6 +96,10 @@ pub struct Args {
     /// val_fraction = 0.2); default: memkin::pipeline::tune::TuneGrid's.
     #[arg(long, requires = "tune")]
     tune_grid: Option<PathBuf>,
+    /// Technology card of the report's cost block (energy, latency and area per
+    /// inference): a preset (neurosim-22nm, neurosim-130nm) or a TOML/JSON file.
+    #[arg(long, default_value = DEFAULT_PRESET)]
+    card: String,
     /// Save the trained readout and device parameters (JSON) for `memkin mc`.
     #[arg(long)]
     save_model: Option<PathBuf>,
@@ -203,6 +209,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ds = ds.subsample_train(n);
     }
     let proto = resolve(&a, &ds.name, &ds.sample_shape)?;
+    let card = Card::resolve(&a.card)?;
     let engine = select(a.backend.backend, Precision::F32)?;
     let info = engine.info();
     let total = (proto.repeats * proto.readout.epochs) as u64;
@@ -265,6 +272,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let test = Spread::of(outcomes.iter().map(|o| o.test_accuracy).collect());
     let train = Spread::of(outcomes.iter().map(|o| o.train_accuracy).collect());
     let first = &outcomes[0];
+    // What the chip would spend, at the device parameters the run ended with
+    // (the first split's), measured on the test inputs' trajectories.
+    let cost = compare(
+        engine.as_ref(),
+        &ds,
+        &Protocol {
+            alpha: first.alpha,
+            beta: first.beta,
+            ..proto.clone()
+        },
+        &card,
+        ACTIVITY_SAMPLES,
+    )?;
+    let ran = &cost.networks[if proto.device { 0 } else { 1 }];
+    let cost_line = format!(
+        "{:.3e} J, {:.3e} s, {:.4} mm2 per inference on {}",
+        ran.energy_j,
+        ran.latency_s,
+        ran.area_mm2(),
+        card.name
+    );
     let encoding = match proto.encoding {
         Encoding::Rows => "rows",
         Encoding::Sequence => "sequence",
@@ -300,6 +328,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "adapter_type": info.adapter_type,
         "seed": a.common.seed,
         "readout_config": proto.readout,
+        "cost": {
+            "card": card.name,
+            "network": ran.name,
+            "energy_j": ran.energy_j,
+            "latency_s": ran.latency_s,
+            "area_mm2": ran.area_mm2(),
+            "comparison": cost,
+        },
         "tune": grid.as_ref().map(|g| serde_json::json!({
             "grid": g,
             "selection": "nested: chosen on a validation side carved from each training split; the test split scored once",
@@ -386,7 +422,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             );
         }
         eprintln!(
-            "{}: {} on {} train / {} test, alpha {:.4}, beta {:.4}: test accuracy {:.4} +- {:.4} over {} split(s) (train {:.4}); {} parameters, {} operations; {:.1} s on {} ({})",
+            "{}: {} on {} train / {} test, alpha {:.4}, beta {:.4}: test accuracy {:.4} +- {:.4} over {} split(s) (train {:.4}); {} parameters, {} operations; {cost_line}; {:.1} s on {} ({})",
             ds.name,
             readout_name(&proto),
             first.n_train,

@@ -1,18 +1,21 @@
 //! `memkin sweep` and `memkin merge`: parameter sweeps, resumable and shardable.
 
 use super::{BackendArg, Common, print_json};
+use memkin::cost::card::Card;
+use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
 use memkin::engine::BackendChoice;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
 use memkin::readout::{ReadoutKind, TrainConfig};
-use memkin::report::plot::{Heatmap, heatmap_png, sample_curve};
+use memkin::report::npy::Outputs;
+use memkin::report::plot::{Heatmap, heatmap_png, pareto_png, sample_curve};
 use memkin::study::kinetics::Kinetics;
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
 use memkin::study::runner::{ResultsTable, Study, StudyKind, annotate_manifest, merge, run_study};
 use memkin::study::spec::{self, HeatmapMetric, SweepSpec};
-use memkin::study::sweep::{Selected, SweepEvaluator, select_from_table};
+use memkin::study::sweep::{Selected, SweepEvaluator, pareto_from_table, select_from_table};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `memkin sweep`.
@@ -150,7 +153,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .batch
         .unwrap_or_else(|| SweepEvaluator::batch_for_budget(&sides, 256 << 20));
     let (n_fit, n_val) = (sides.fit.n(), sides.val.n());
-    let mut eval = SweepEvaluator::new(kinetics, sides, ds.n_classes, readout, batch)?;
+    let card = match &spec.card {
+        Some(c) => Card::resolve_in(c, a.spec.parent()).map_err(|e| memkin::Error::Spec {
+            path: a.spec.clone(),
+            message: format!("card = {c:?}: {e}"),
+        })?,
+        None => Card::default_card(),
+    };
+    let coster = PointCoster::new(
+        card.clone(),
+        &readout,
+        sides.test.encoded.seqs_per_sample,
+        sides.test.encoded.steps,
+        proto.encoding.samples_per_input(&ds.sample_shape),
+        proto.per_step,
+        ds.n_classes,
+        ACTIVITY_SAMPLES,
+    );
+    let mut eval =
+        SweepEvaluator::new(kinetics, sides, ds.n_classes, readout, batch)?.with_cost(coster);
     let study = Study {
         dir: &a.out,
         kind: StudyKind::Sweep,
@@ -163,6 +184,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "backend": backend, "adapter": adapter,
             "dataset": ds.name, "n_train": ds.n_train(), "n_test": ds.n_test(), "batch": batch,
             "val_fraction": val_fraction, "n_fit": n_fit, "n_val": n_val,
+            "card": card.name, "cost": "energy_j, latency_s, area_mm2 per inference on the card: the DDK network with each point's kinetics activity measured on its first test inputs (docs/cost.md)",
             "selection": "the point with the best val_accuracy (validation side carved from the training side); test_accuracy is reported, never chosen on",
         }),
     };
@@ -221,7 +243,49 @@ fn finish_sweep(
     let selected = select_from_table(&table);
     annotate_manifest(dir, "selected", serde_json::to_value(selected)?)?;
     let heatmap = write_heatmap(dir, plan, &table, metric, selected.as_ref())?;
+    write_pareto(dir, &table)?;
     Ok((heatmap, selected))
+}
+
+/// With cost columns: the accuracy-energy Pareto front in the manifest
+/// (`pareto`), DIR/pareto.csv and DIR/pareto.png (validation accuracy against
+/// energy per inference, every point and the front).
+fn write_pareto(dir: &Path, table: &ResultsTable) -> anyhow::Result<()> {
+    let Some(front) = pareto_from_table(table) else {
+        return Ok(());
+    };
+    annotate_manifest(dir, "pareto", serde_json::to_value(&front)?)?;
+    let mut csv = String::from("index,energy_j,val_accuracy,test_accuracy\n");
+    for p in &front {
+        csv.push_str(&format!(
+            "{},{:e},{},{}\n",
+            p.index, p.energy_j, p.val_accuracy, p.test_accuracy
+        ));
+    }
+    let (Some(e), Some(v)) = (table.column("energy_j"), table.column("val_accuracy")) else {
+        return Ok(());
+    };
+    let pts: Vec<(f64, f64)> = e.into_iter().zip(v).collect();
+    let line: Vec<(f64, f64)> = front.iter().map(|p| (p.energy_j, p.val_accuracy)).collect();
+    let finite: Vec<f64> = pts.iter().map(|p| p.0).filter(|e| *e > 0.0 && e.is_finite()).collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+    let mut out = Outputs::new();
+    out.text(&dir.join("pareto.csv"), &csv)?;
+    out.with_path(&dir.join("pareto.png"), |tmp| {
+        pareto_png(
+            tmp,
+            &pts,
+            &line,
+            hi > 10.0 * lo,
+            "validation accuracy against energy per inference (diverged points left out)",
+            "energy per inference (J)",
+            "validation accuracy",
+        )
+    })?;
+    out.commit()?;
+    Ok(())
 }
 
 /// Draws DIR/heatmap.png when the plan is a 2-D grid over alpha and beta (or

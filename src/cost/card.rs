@@ -295,6 +295,17 @@ impl Card {
         Card::from_text(path, &text)
     }
 
+    /// [`Card::resolve`] with a card file's path taken relative to `base` (a
+    /// spec's folder) unless it is absolute; presets are names, not paths.
+    pub fn resolve_in(spec: &str, base: Option<&Path>) -> Result<Card> {
+        match base {
+            Some(b) if !PRESETS.iter().any(|(n, _)| *n == spec) && Path::new(spec).is_relative() => {
+                Card::resolve(&b.join(spec).to_string_lossy())
+            }
+            _ => Card::resolve(spec),
+        }
+    }
+
     /// Checks every value against its range, `r_off > r_on`, and that every
     /// source names a field. Errors name `origin`, the field and its range.
     pub fn check(&self, origin: &str) -> Result<()> {

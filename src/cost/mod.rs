@@ -26,7 +26,7 @@ pub mod zoo;
 use crate::data::Dataset;
 use crate::engine::Engine;
 use crate::pipeline::{Protocol, Side, device_params, encode_protocol, featurize};
-use crate::readout::ReadoutKind;
+use crate::readout::{ReadoutKind, TrainConfig};
 use crate::{Error, Result};
 use card::Card;
 use network::{KineticsActivity, NetworkCost, cost, kinetics_activity, kinetics_bound};
@@ -37,12 +37,127 @@ pub const ACTIVITY_SAMPLES: usize = 256;
 
 /// Layer sizes of a protocol's readout: features, hidden layers (MLP), classes.
 pub fn readout_sizes(proto: &Protocol, n_features: usize, n_classes: usize) -> Vec<usize> {
+    layer_sizes(&proto.readout, n_features, n_classes)
+}
+
+/// Layer sizes of a readout configuration: features, hidden layers (MLP),
+/// classes (ridge and softmax are one layer).
+pub fn layer_sizes(cfg: &TrainConfig, n_features: usize, n_classes: usize) -> Vec<usize> {
     let mut s = vec![n_features];
-    if proto.readout.kind == ReadoutKind::Mlp {
-        s.extend(&proto.readout.hidden);
+    if cfg.kind == ReadoutKind::Mlp {
+        s.extend(&cfg.hidden);
     }
     s.push(n_classes);
     s
+}
+
+/// Costs many points of one study (a sweep's (alpha, beta) grid): the DDK
+/// network of a fixed shape and readout, with the kinetics activity measured
+/// from each point's own trajectories on the first `max_samples` test inputs.
+#[derive(Clone, Debug)]
+pub struct PointCoster {
+    card: Card,
+    sizes: Vec<usize>,
+    seqs_per_sample: usize,
+    steps: usize,
+    passes: usize,
+    device_parameters: usize,
+    max_samples: usize,
+}
+
+/// The cost of one point: energy, latency and area per inference.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PointCost {
+    /// Energy per inference (J).
+    pub energy_j: f64,
+    /// Latency per inference (s).
+    pub latency_s: f64,
+    /// Area (mm^2).
+    pub area_mm2: f64,
+}
+
+impl PointCost {
+    /// NaN in every field: a point whose trajectories diverged has no cost.
+    pub const NAN: PointCost = PointCost {
+        energy_j: f64::NAN,
+        latency_s: f64::NAN,
+        area_mm2: f64::NAN,
+    };
+}
+
+impl PointCoster {
+    /// A coster for inputs of `seqs_per_sample` sequences of `steps` steps,
+    /// `passes` passes per inference (voxel slices), a readout `cfg` with
+    /// `n_classes` outputs, and one (alpha, beta) pair per step when `per_step`.
+    pub fn new(
+        card: Card,
+        cfg: &TrainConfig,
+        seqs_per_sample: usize,
+        steps: usize,
+        passes: usize,
+        per_step: bool,
+        n_classes: usize,
+        max_samples: usize,
+    ) -> Self {
+        Self {
+            card,
+            sizes: layer_sizes(cfg, seqs_per_sample * steps, n_classes),
+            seqs_per_sample,
+            steps,
+            passes: passes.max(1),
+            device_parameters: 2 * if per_step { steps } else { 1 },
+            max_samples: max_samples.max(1),
+        }
+    }
+
+    /// The card the points are costed on.
+    pub fn card(&self) -> &Card {
+        &self.card
+    }
+
+    /// The full breakdown at one point, from `n` inputs `x` and the states
+    /// `w` they produced (both `[n * seqs_per_sample, steps]`); only the
+    /// first `max_samples` inputs are read.
+    pub fn network(&self, x: &[f32], w: &[f32], n: usize) -> Result<NetworkCost> {
+        let per = self.seqs_per_sample * self.steps;
+        let k = n.min(self.max_samples);
+        if k == 0 || x.len() < k * per || w.len() < k * per {
+            return Err(Error::invalid(
+                "cost inputs",
+                format!("{} inputs, {} states for {k} samples", x.len(), w.len()),
+                format!("at least {} values each ({k} x {per})", k * per),
+            ));
+        }
+        let activity = kinetics_activity(
+            &self.card.values,
+            &x[..k * per],
+            &w[..k * per],
+            k,
+            self.seqs_per_sample,
+            self.steps,
+        );
+        Ok(cost(
+            &self.card.values,
+            &zoo::ddk(
+                self.seqs_per_sample,
+                self.steps,
+                self.passes,
+                self.device_parameters,
+                activity,
+                &self.sizes,
+            ),
+        ))
+    }
+
+    /// Energy, latency and area at one point (see [`PointCoster::network`]).
+    pub fn point(&self, x: &[f32], w: &[f32], n: usize) -> Result<PointCost> {
+        let c = self.network(x, w, n)?;
+        Ok(PointCost {
+            energy_j: c.energy_j,
+            latency_s: c.latency_s,
+            area_mm2: c.area_mm2(),
+        })
+    }
 }
 
 /// The first `n` readout samples of a side.
@@ -325,16 +440,26 @@ pub fn components_csv(c: &Comparison) -> String {
 /// less or equal cost and a higher or equal score (one strictly). Points with
 /// a non-finite coordinate are ignored. Returned sorted by cost.
 pub fn pareto_front(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let mut p: Vec<(f64, f64)> = points
-        .iter()
-        .copied()
-        .filter(|(c, s)| c.is_finite() && s.is_finite())
+    pareto_indices(points)
+        .into_iter()
+        .map(|i| points[i])
+        .collect()
+}
+
+/// The indices into `points` of [`pareto_front`], sorted by cost (ties in
+/// cost and score: the first index).
+pub fn pareto_indices(points: &[(f64, f64)]) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..points.len())
+        .filter(|&i| points[i].0.is_finite() && points[i].1.is_finite())
         .collect();
-    // Cheapest first; among equal cost, best score first.
-    p.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-    let mut front: Vec<(f64, f64)> = Vec::new();
+    // Cheapest first; among equal cost, best score first, then plan order.
+    p.sort_by(|&a, &b| {
+        let (pa, pb) = (points[a], points[b]);
+        pa.0.total_cmp(&pb.0).then(pb.1.total_cmp(&pa.1)).then(a.cmp(&b))
+    });
+    let mut front: Vec<usize> = Vec::new();
     for q in p {
-        if front.last().is_none_or(|l| q.1 > l.1) {
+        if front.last().is_none_or(|&l| points[q].1 > points[l].1) {
             front.push(q);
         }
     }

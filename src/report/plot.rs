@@ -71,7 +71,7 @@ fn tick(v: f64, log: bool) -> String {
     }
     let a = x.abs();
     if !(1e-3..1e4).contains(&a) {
-        format!("{x:.1e}")
+        format!("{x:.2e}")
     } else {
         // Three significant digits, trailing zeros dropped.
         let digits = (2 - a.log10().floor() as i32).max(0) as usize;
@@ -425,16 +425,62 @@ pub fn line_plot_png(
     x_label: &str,
     y_label: &str,
 ) -> Result<()> {
-    let data: Vec<(&str, Vec<(f64, f64)>)> = series
+    let styled: Vec<(&str, &[(f64, f64)], bool)> = series
         .iter()
-        .map(|(name, pts)| {
+        .map(|(n, p)| (n.as_str(), p.as_slice(), true))
+        .collect();
+    let legend = SeriesLabelPosition::UpperLeft;
+    xy_plot_png(path, &styled, log_x, log_y, legend, title, x_label, y_label)
+}
+
+/// Draws all `points` as markers and the Pareto `front` among them as a line
+/// with markers (cost on x, score on y), with a legend.
+pub fn pareto_png(
+    path: &Path,
+    points: &[(f64, f64)],
+    front: &[(f64, f64)],
+    log_x: bool,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) -> Result<()> {
+    xy_plot_png(
+        path,
+        &[
+            ("every point", points, false),
+            ("Pareto front", front, true),
+        ],
+        log_x,
+        false,
+        SeriesLabelPosition::LowerRight,
+        title,
+        x_label,
+        y_label,
+    )
+}
+
+/// Named series of (x, y) points, each drawn with markers and, when its flag
+/// is set, a line through them; log axes drop non-positive values.
+fn xy_plot_png(
+    path: &Path,
+    series: &[(&str, &[(f64, f64)], bool)],
+    log_x: bool,
+    log_y: bool,
+    legend: SeriesLabelPosition,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) -> Result<()> {
+    let data: Vec<(&str, Vec<(f64, f64)>, bool)> = series
+        .iter()
+        .map(|&(name, pts, line)| {
             let p = pts
                 .iter()
                 .filter(|(x, y)| (!log_x || *x > 0.0) && (!log_y || *y > 0.0))
                 .map(|&(x, y)| (to_axis(x, log_x), to_axis(y, log_y)))
                 .filter(|(x, y)| x.is_finite() && y.is_finite())
                 .collect();
-            (name.as_str(), p)
+            (name, p, line)
         })
         .collect();
     let all = data.iter().flat_map(|d| d.1.iter());
@@ -475,18 +521,24 @@ pub fn line_plot_png(
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(e)?;
-        for (k, (name, pts)) in data.iter().enumerate() {
+        for (k, (name, pts, line)) in data.iter().enumerate() {
             let c = Palette99::pick(k).to_rgba();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(e)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
-                });
-            chart
+            let markers = chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(e)?;
+            if *line {
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .map_err(e)?
+                    .label(*name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2))
+                    });
+            } else {
+                markers
+                    .label(*name)
+                    .legend(move |(x, y)| Circle::new((x + 12, y), 4, c.filled()));
+            }
         }
         if !data.is_empty() {
             chart
@@ -494,7 +546,7 @@ pub fn line_plot_png(
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 16))
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(legend)
                 .draw()
                 .map_err(e)?;
         }

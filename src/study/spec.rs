@@ -32,6 +32,7 @@
 //! | `shards` | none | shard count when only an index comes from the environment (Kubernetes' `JOB_COMPLETION_INDEX`) | >= 1 |
 //! | `val_fraction` | 0.2 | share of the training side held out (seeded, stratified; by object for voxels) to select the reported point by validation accuracy | (0, 0.5] |
 //! | `heatmap` | sweep only, `val` | what `heatmap.png` shows: `val` (validation accuracy, what the selection sees) or `test` | |
+//! | `card` | sweep only, `neurosim-22nm` | technology card of the cost columns (`energy_j`, `latency_s`, `area_mm2` per inference) and of `pareto.png`: a preset or a TOML/JSON card file (relative to the spec's folder) | see `docs/cost.md` |
 //! | `[grid]` | sweep only | named parameter axes, crossed full factorial | |
 //! | `[random]` | sweep only | `n` random points per grid point | `n` >= 1 |
 //! | `draws` | mc only, required | Monte Carlo draws | 1 ..= 10,000,000 |
@@ -264,6 +265,9 @@ pub struct SweepSpec {
     pub val_fraction: Option<f64>,
     /// What the heatmap shows: validation accuracy (default) or test accuracy.
     pub heatmap: Option<HeatmapMetric>,
+    /// Technology card of the cost columns: a preset name or a card file
+    /// (relative to the spec's folder); default [`crate::cost::card::DEFAULT_PRESET`].
+    pub card: Option<String>,
     /// Grid parameters in the spec's order (first = slowest).
     #[serde(default, deserialize_with = "de_grid", serialize_with = "ser_grid")]
     pub grid: Vec<GridParam>,

@@ -15,6 +15,7 @@ use super::kinetics::Kinetics;
 use super::plan::Point;
 use super::runner::{Evaluator, ResultsTable};
 use crate::Result;
+use crate::cost::{PointCost, PointCoster};
 use crate::pipeline::Sides;
 use crate::readout::{self, TrainConfig};
 use serde::Serialize;
@@ -27,6 +28,7 @@ pub struct SweepEvaluator<'a> {
     n_classes: usize,
     readout: TrainConfig,
     batch: usize,
+    coster: Option<PointCoster>,
 }
 
 impl<'a> SweepEvaluator<'a> {
@@ -46,7 +48,16 @@ impl<'a> SweepEvaluator<'a> {
             n_classes,
             readout,
             batch: batch.max(1),
+            coster: None,
         })
+    }
+
+    /// Adds the cost columns `energy_j`, `latency_s`, `area_mm2` (per
+    /// inference, on `coster`'s card), each point's kinetics activity measured
+    /// from its own test-side trajectories.
+    pub fn with_cost(mut self, coster: PointCoster) -> Self {
+        self.coster = Some(coster);
+        self
     }
 
     /// The sides points are evaluated on.
@@ -66,16 +77,17 @@ impl<'a> SweepEvaluator<'a> {
 
 impl Evaluator for SweepEvaluator<'_> {
     fn metric_names(&self) -> Vec<String> {
-        [
+        let mut names = vec![
             "train_accuracy",
             "val_accuracy",
             "test_accuracy",
             "diverged_fraction",
-            "seconds",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ];
+        if self.coster.is_some() {
+            names.extend(COST_COLUMNS);
+        }
+        names.push("seconds");
+        names.iter().map(|s| s.to_string()).collect()
     }
 
     fn batch_size(&self) -> usize {
@@ -109,13 +121,12 @@ impl Evaluator for SweepEvaluator<'_> {
             let total: usize = status.iter().map(|s| s.len()).sum();
             let diverged = bad as f64 / total.max(1) as f64;
             if bad > 0 {
-                rows.push(vec![
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                    diverged,
-                    shared + t0.elapsed().as_secs_f64(),
-                ]);
+                let mut row = vec![f64::NAN, f64::NAN, f64::NAN, diverged];
+                if self.coster.is_some() {
+                    row.extend(cost_values(PointCost::NAN));
+                }
+                row.push(shared + t0.elapsed().as_secs_f64());
+                rows.push(row);
                 continue;
             }
             let x: Vec<&[f32]> = feats
@@ -135,11 +146,58 @@ impl Evaluator for SweepEvaluator<'_> {
                 .map(|(s, x)| trained.accuracy(x, s.n(), &s.y))
                 .collect();
             row.push(diverged);
+            if let Some(c) = &self.coster {
+                let test = &self.sides.test;
+                row.extend(cost_values(c.point(&test.encoded.x, x[2], test.n())?));
+            }
             row.push(shared + t0.elapsed().as_secs_f64());
             rows.push(row);
         }
         Ok(rows)
     }
+}
+
+/// The cost columns of a sweep's results.csv (with [`SweepEvaluator::with_cost`]).
+pub const COST_COLUMNS: [&str; 3] = ["energy_j", "latency_s", "area_mm2"];
+
+fn cost_values(c: PointCost) -> [f64; 3] {
+    [c.energy_j, c.latency_s, c.area_mm2]
+}
+
+/// One point of a sweep's accuracy-energy Pareto front.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ParetoPoint {
+    /// Plan index of the point.
+    pub index: usize,
+    /// Energy per inference (J).
+    pub energy_j: f64,
+    /// Its validation accuracy (what the front is drawn on).
+    pub val_accuracy: f64,
+    /// Its test accuracy (read off, never chosen on).
+    pub test_accuracy: f64,
+}
+
+/// The accuracy-energy Pareto front of a sweep's results (validation accuracy
+/// against energy per inference, cheapest first); `None` without cost columns.
+pub fn pareto_from_table(table: &ResultsTable) -> Option<Vec<ParetoPoint>> {
+    let (idx, energy, val, test) = (
+        table.column("index")?,
+        table.column("energy_j")?,
+        table.column("val_accuracy")?,
+        table.column("test_accuracy")?,
+    );
+    let pts: Vec<(f64, f64)> = energy.iter().copied().zip(val.iter().copied()).collect();
+    Some(
+        crate::cost::pareto_indices(&pts)
+            .into_iter()
+            .map(|r| ParetoPoint {
+                index: idx[r] as usize,
+                energy_j: energy[r],
+                val_accuracy: val[r],
+                test_accuracy: test[r],
+            })
+            .collect(),
+    )
 }
 
 /// The point a study reports: the best validation accuracy (ties: the first in

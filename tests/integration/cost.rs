@@ -223,3 +223,130 @@ fn cost_command_reports_ddk_raw_and_writes_tables() {
         assert!(out.join(f).is_file(), "{f}");
     }
 }
+
+#[test]
+fn pareto_indices_keep_only_undominated_points_in_cost_order() {
+    use memkin::cost::pareto_indices;
+    // 0 and 3 tie in cost; 3 scores higher, so 0 is dominated. 2 is NaN.
+    let pts = [
+        (2.0, 0.5),
+        (1.0, 0.4),
+        (f64::NAN, 0.9),
+        (2.0, 0.7),
+        (3.0, 0.6),
+        (4.0, 0.8),
+    ];
+    assert_eq!(pareto_indices(&pts), vec![1, 3, 5]);
+    // Equal points: the first index stands for both.
+    assert_eq!(pareto_indices(&[(1.0, 0.5), (1.0, 0.5)]), vec![0]);
+    assert!(pareto_indices(&[]).is_empty());
+}
+
+/// `run`'s cost block is the same network and figures as `memkin cost` at the
+/// same device parameters and card: the DDK network with the device, the raw
+/// one without it.
+#[test]
+fn run_report_cost_block_equals_the_cost_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cost = memkin(&["cost", "--backend", "cpu", "--json"]);
+    assert!(cost.status.success(), "{}", String::from_utf8_lossy(&cost.stderr));
+    let cost: serde_json::Value = serde_json::from_slice(&cost.stdout).unwrap();
+    let nets = &cost["comparison"]["networks"];
+    for (flag, k) in [(None, 0), (Some("--no-device"), 1)] {
+        let out = tmp.path().join(format!("r{k}"));
+        let mut args = vec!["run", "--backend", "cpu", "--out", out.to_str().unwrap()];
+        args.extend(flag);
+        let o = memkin(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let c = &report["cost"];
+        assert_eq!(c["card"], "neurosim-22nm");
+        assert_eq!(c["network"], nets[k]["name"], "{flag:?}");
+        let (got, want) = (
+            c["energy_j"].as_f64().unwrap(),
+            nets[k]["energy_j"].as_f64().unwrap(),
+        );
+        // Same inputs, same engine, same card: the same sums, to rounding.
+        assert!(((got - want) / want).abs() < 1e-12, "{flag:?}: {got:e} vs {want:e}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("J, "), "cost on the summary line");
+    }
+}
+
+/// Every sweep point's cost columns equal the cost model measured on its own
+/// (alpha, beta) trajectories: a point costed with another point's features
+/// (a slicing error in the batched dispatch) differs.
+#[test]
+fn sweep_cost_columns_are_each_points_own_measured_cost() {
+    use memkin::cost::{ACTIVITY_SAMPLES, card::Card, compare};
+    use memkin::readout::ReadoutKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("s.toml");
+    // batch = 4: points share dispatches, so per-point slicing is exercised;
+    // alpha 0.05 with beta 2 diverges (beta > 2 sqrt(alpha)).
+    std::fs::write(
+        &spec,
+        "dataset = \"digits\"\nreadout = \"ridge\"\nseed = 3\nbatch = 4\n[grid]\nalpha = { values = [0.05, 0.4, 1.0] }\nbeta = { values = [0.1, 0.6, 2.0] }\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("o");
+    let o = memkin(&["sweep", spec.to_str().unwrap(), "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = memkin::study::runner::ResultsTable::read(&out.join("results.csv")).unwrap();
+    let col = |n: &str| table.column(n).unwrap();
+    let (alpha, beta, energy, area, div) = (
+        col("alpha"),
+        col("beta"),
+        col("energy_j"),
+        col("area_mm2"),
+        col("diverged_fraction"),
+    );
+    assert_eq!(energy.len(), 9);
+    let ds = memkin::data::load("digits", None).unwrap();
+    let engine = memkin::engine::select(
+        memkin::engine::BackendChoice::Cpu,
+        memkin::engine::Precision::F32,
+    )
+    .unwrap();
+    let card = Card::default_card();
+    let mut distinct = Vec::new();
+    for r in 0..9 {
+        if div[r] > 0.0 {
+            assert!(energy[r].is_nan() && area[r].is_nan(), "row {r}: a diverged point has no cost");
+            continue;
+        }
+        let mut proto = memkin::pipeline::Protocol::for_dataset(&ds.name, &ds.sample_shape);
+        proto.readout.kind = ReadoutKind::Ridge;
+        proto.alpha = alpha[r];
+        proto.beta = beta[r];
+        let want = compare(engine.as_ref(), &ds, &proto, &card, ACTIVITY_SAMPLES).unwrap();
+        let w = &want.networks[0];
+        assert!(
+            ((energy[r] - w.energy_j) / w.energy_j).abs() < 1e-12,
+            "row {r}: {:e} vs {:e}",
+            energy[r],
+            w.energy_j
+        );
+        assert!((area[r] - w.area_mm2()).abs() <= 1e-12 * w.area_mm2());
+        distinct.push(energy[r]);
+    }
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert!(distinct.len() >= 4, "points differ in activity: {distinct:?}");
+    // The front is in the manifest and pareto.csv, cheapest first, each point
+    // strictly better on validation than the one before.
+    let man: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let front = man["pareto"].as_array().unwrap();
+    assert!(!front.is_empty());
+    for w in front.windows(2) {
+        assert!(w[0]["energy_j"].as_f64() < w[1]["energy_j"].as_f64());
+        assert!(w[0]["val_accuracy"].as_f64() < w[1]["val_accuracy"].as_f64());
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("pareto.csv")).unwrap().lines().count(),
+        front.len() + 1
+    );
+    assert!(out.join("pareto.png").is_file());
+}
