@@ -267,7 +267,11 @@ fn write_pareto(dir: &Path, table: &ResultsTable) -> anyhow::Result<()> {
     };
     let pts: Vec<(f64, f64)> = e.into_iter().zip(v).collect();
     let line: Vec<(f64, f64)> = front.iter().map(|p| (p.energy_j, p.val_accuracy)).collect();
-    let finite: Vec<f64> = pts.iter().map(|p| p.0).filter(|e| *e > 0.0 && e.is_finite()).collect();
+    let finite: Vec<f64> = pts
+        .iter()
+        .map(|p| p.0)
+        .filter(|e| *e > 0.0 && e.is_finite())
+        .collect();
     let (lo, hi) = finite
         .iter()
         .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));

@@ -299,7 +299,9 @@ impl Card {
     /// spec's folder) unless it is absolute; presets are names, not paths.
     pub fn resolve_in(spec: &str, base: Option<&Path>) -> Result<Card> {
         match base {
-            Some(b) if !PRESETS.iter().any(|(n, _)| *n == spec) && Path::new(spec).is_relative() => {
+            Some(b)
+                if !PRESETS.iter().any(|(n, _)| *n == spec) && Path::new(spec).is_relative() =>
+            {
                 Card::resolve(&b.join(spec).to_string_lossy())
             }
             _ => Card::resolve(spec),

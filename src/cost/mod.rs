@@ -455,7 +455,9 @@ pub fn pareto_indices(points: &[(f64, f64)]) -> Vec<usize> {
     // Cheapest first; among equal cost, best score first, then plan order.
     p.sort_by(|&a, &b| {
         let (pa, pb) = (points[a], points[b]);
-        pa.0.total_cmp(&pb.0).then(pb.1.total_cmp(&pa.1)).then(a.cmp(&b))
+        pa.0.total_cmp(&pb.0)
+            .then(pb.1.total_cmp(&pa.1))
+            .then(a.cmp(&b))
     });
     let mut front: Vec<usize> = Vec::new();
     for q in p {

@@ -249,7 +249,11 @@ fn pareto_indices_keep_only_undominated_points_in_cost_order() {
 fn run_report_cost_block_equals_the_cost_command() {
     let tmp = tempfile::tempdir().unwrap();
     let cost = memkin(&["cost", "--backend", "cpu", "--json"]);
-    assert!(cost.status.success(), "{}", String::from_utf8_lossy(&cost.stderr));
+    assert!(
+        cost.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cost.stderr)
+    );
     let cost: serde_json::Value = serde_json::from_slice(&cost.stdout).unwrap();
     let nets = &cost["comparison"]["networks"];
     for (flag, k) in [(None, 0), (Some("--no-device"), 1)] {
@@ -269,8 +273,14 @@ fn run_report_cost_block_equals_the_cost_command() {
             nets[k]["energy_j"].as_f64().unwrap(),
         );
         // Same inputs, same engine, same card: the same sums, to rounding.
-        assert!(((got - want) / want).abs() < 1e-12, "{flag:?}: {got:e} vs {want:e}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("J, "), "cost on the summary line");
+        assert!(
+            ((got - want) / want).abs() < 1e-12,
+            "{flag:?}: {got:e} vs {want:e}"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("J, "),
+            "cost on the summary line"
+        );
     }
 }
 
@@ -291,7 +301,14 @@ fn sweep_cost_columns_are_each_points_own_measured_cost() {
     )
     .unwrap();
     let out = tmp.path().join("o");
-    let o = memkin(&["sweep", spec.to_str().unwrap(), "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    let o = memkin(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = memkin::study::runner::ResultsTable::read(&out.join("results.csv")).unwrap();
     let col = |n: &str| table.column(n).unwrap();
@@ -313,7 +330,10 @@ fn sweep_cost_columns_are_each_points_own_measured_cost() {
     let mut distinct = Vec::new();
     for r in 0..9 {
         if div[r] > 0.0 {
-            assert!(energy[r].is_nan() && area[r].is_nan(), "row {r}: a diverged point has no cost");
+            assert!(
+                energy[r].is_nan() && area[r].is_nan(),
+                "row {r}: a diverged point has no cost"
+            );
             continue;
         }
         let mut proto = memkin::pipeline::Protocol::for_dataset(&ds.name, &ds.sample_shape);
@@ -333,7 +353,10 @@ fn sweep_cost_columns_are_each_points_own_measured_cost() {
     }
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
-    assert!(distinct.len() >= 4, "points differ in activity: {distinct:?}");
+    assert!(
+        distinct.len() >= 4,
+        "points differ in activity: {distinct:?}"
+    );
     // The front is in the manifest and pareto.csv, cheapest first, each point
     // strictly better on validation than the one before.
     let man: serde_json::Value =
@@ -345,8 +368,56 @@ fn sweep_cost_columns_are_each_points_own_measured_cost() {
         assert!(w[0]["val_accuracy"].as_f64() < w[1]["val_accuracy"].as_f64());
     }
     assert_eq!(
-        std::fs::read_to_string(out.join("pareto.csv")).unwrap().lines().count(),
+        std::fs::read_to_string(out.join("pareto.csv"))
+            .unwrap()
+            .lines()
+            .count(),
         front.len() + 1
     );
     assert!(out.join("pareto.png").is_file());
+}
+
+#[test]
+fn sweep_spec_card_is_resolved_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("s.toml");
+    std::fs::write(
+        &spec,
+        "dataset = \"digits\"\ncard = \"no-such-card\"\n[grid]\nalpha = { values = [0.5] }\nbeta = { values = [0.5] }\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("o");
+    let o = memkin(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("s.toml") && err.contains("card") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused spec writes nothing");
+    // A preset by name works, and the manifest names it.
+    std::fs::write(
+        &spec,
+        "dataset = \"digits\"\ncard = \"neurosim-130nm\"\n[grid]\nalpha = { values = [0.5] }\nbeta = { values = [0.5] }\n",
+    )
+    .unwrap();
+    let o = memkin(&[
+        "sweep",
+        spec.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let man: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(man["card"], "neurosim-130nm");
 }
