@@ -40,8 +40,8 @@ fn model_status(w: f32) -> u32 {
 
 // ---------------------------------------------------------------------------
 // Exact solution under a constant voltage (Integrator::Exact), f32.
-// Keep in sync with src/model/ddk_ode.rs (ddk_exact, phi, polish,
-// one_plus_w_series) and src/model/lambert_w.rs (lambert_w0_exp,
+// Keep in sync with src/model/ddk_ode.rs (ddk_exact, phi, polish) and
+// src/model/lambert_w.rs (one_plus_w_branch_series, lambert_w0_exp,
 // lambert_w0_below_branch, lambert_wm1_below_branch, fritsch).
 //
 // Same method and branches as the CPU. f32 differences, all for range or
@@ -80,8 +80,15 @@ fn lw_expm1(x: f32) -> f32 {
 }
 
 // The branch-point series W = sum_k MU[k] p^k (use -p for W-1); twin of
-// branch_series in lambert_w.rs.
+// branch_series in lambert_w.rs. The one series is lw_one_plus_w_series.
 fn lw_branch_series(p: f32) -> f32 {
+    return lw_one_plus_w_series(p) - 1.0;
+}
+
+// 1 + W from the branch-point series, without its constant term (small 1 + W
+// keeps its relative precision); twin of one_plus_w_branch_series in
+// lambert_w.rs.
+fn lw_one_plus_w_series(p: f32) -> f32 {
     var s = 226287557.0 / 37623398400.0;
     s = s * p - 1963.0 / 204120.0;
     s = s * p + 680863.0 / 43545600.0;
@@ -91,7 +98,7 @@ fn lw_branch_series(p: f32) -> f32 {
     s = s * p + 11.0 / 72.0;
     s = s * p - 1.0 / 3.0;
     s = s * p + 1.0;
-    return s * p - 1.0;
+    return s * p;
 }
 
 // Fritsch's iteration for W e^W = x with l = ln|x| (ln(x / w) = l - ln|w|, x and
@@ -202,21 +209,6 @@ fn ddk_polish(q_in: f32, big_phi: f32) -> f32 {
     return q;
 }
 
-// 1 + W from the branch-point series, without its constant term; twin of
-// one_plus_w_series.
-fn ddk_one_plus_w_series(p: f32) -> f32 {
-    var s = 226287557.0 / 37623398400.0;
-    s = s * p - 1963.0 / 204120.0;
-    s = s * p + 680863.0 / 43545600.0;
-    s = s * p - 221.0 / 8505.0;
-    s = s * p + 769.0 / 17280.0;
-    s = s * p - 43.0 / 540.0;
-    s = s * p + 11.0 / 72.0;
-    s = s * p - 1.0 / 3.0;
-    s = s * p + 1.0;
-    return s * p;
-}
-
 // The exact state after time t >= 0 under a constant drive c = beta V from
 // w0 > 0; twin of ddk_exact (see the notes above for the f32 differences).
 fn ddk_exact(w0: f32, alpha: f32, c: f32, t: f32) -> f32 {
@@ -235,7 +227,7 @@ fn ddk_exact(w0: f32, alpha: f32, c: f32, t: f32) -> f32 {
     } else {
         let sigma = select(-1.0, 1.0, q0 > 0.0);
         if (big_phi < 0.05) {
-            q = ddk_one_plus_w_series(sigma * sqrt(-2.0 * lw_expm1(-big_phi)));
+            q = lw_one_plus_w_series(sigma * sqrt(-2.0 * lw_expm1(-big_phi)));
         } else if (q0 > 0.0) {
             q = 1.0 + lambert_w0_below_branch(big_phi);
         } else {

@@ -12,7 +12,7 @@ use memkin::engine::ode::{OdeSpec, run_ode_cpu};
 use memkin::engine::{BackendChoice, Precision, RunOptions, select};
 use memkin::limits;
 use memkin::model::Model;
-use memkin::model::integrate::{AdaptiveOptions, Integrator, PulseProtocol};
+use memkin::model::integrate::{Integrator, PulseProtocol};
 use memkin::report::output::{Outputs, check_input_file};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -378,24 +378,22 @@ impl OdeArgs {
         default_substeps: u32,
     ) -> Result<Integrator, Error> {
         let n = self.substeps.unwrap_or(default_substeps);
-        if n == 0 {
-            return Err(Error::invalid("--substeps", 0, "at least 1"));
-        }
         let rtol = self.rtol.unwrap_or(1e-6);
-        if !(rtol > 0.0 && rtol < 1.0) {
-            return Err(Error::invalid("--rtol", rtol, "in (0, 1)"));
-        }
-        let i = match self.integrator.unwrap_or(default) {
-            IntegratorArg::Euler => Integrator::Euler { substeps: n },
-            IntegratorArg::Heun => Integrator::Heun { substeps: n },
-            IntegratorArg::Rk4 => Integrator::Rk4 { substeps: n },
-            IntegratorArg::Adaptive => Integrator::Adaptive(AdaptiveOptions {
-                rtol,
-                atol: rtol * 1e-3,
-                ..AdaptiveOptions::default()
-            }),
-            IntegratorArg::Exact => Integrator::Exact,
+        let name = match self.integrator.unwrap_or(default) {
+            IntegratorArg::Euler => "euler",
+            IntegratorArg::Heun => "heun",
+            IntegratorArg::Rk4 => "rk4",
+            IntegratorArg::Adaptive => "adaptive",
+            IntegratorArg::Exact => "exact",
         };
+        let i = Integrator::from_name(name, n, rtol).map_err(|e| match e {
+            Error::InvalidParameter {
+                field,
+                value,
+                expected,
+            } => Error::invalid(format!("--{field}"), value, expected),
+            other => other,
+        })?;
         i.check(model).map_err(|e| match e {
             Error::InvalidParameter {
                 value, expected, ..

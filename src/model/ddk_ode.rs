@@ -39,7 +39,9 @@
 //! are well conditioned.
 
 use crate::batch::Status;
-use crate::model::lambert_w::{lambert_w0_below_branch, lambert_w0_exp, lambert_wm1_below_branch};
+use crate::model::lambert_w::{
+    lambert_w0_below_branch, lambert_w0_exp, lambert_wm1_below_branch, one_plus_w_branch_series,
+};
 use crate::model::{DeviceModel, ParamSpec};
 
 /// The `ddk-ode` model (see the module docs).
@@ -137,23 +139,6 @@ fn polish(mut q: f64, big_phi: f64) -> f64 {
     q
 }
 
-/// The branch-point series of `1 + W` in `p` (`-p` for W-1), without its
-/// constant term, so small `q` keeps full relative precision.
-fn one_plus_w_series(p: f64) -> f64 {
-    const MU: [f64; 9] = [
-        1.0,
-        -1.0 / 3.0,
-        11.0 / 72.0,
-        -43.0 / 540.0,
-        769.0 / 17280.0,
-        -221.0 / 8505.0,
-        680_863.0 / 43_545_600.0,
-        -1963.0 / 204_120.0,
-        226_287_557.0 / 37_623_398_400.0,
-    ];
-    MU.iter().rev().fold(0.0, |acc, &m| acc * p + m) * p
-}
-
 /// The exact DDK state after time `t >= 0` under a constant drive `c = beta V`,
 /// from `w0 > 0` with growth rate `alpha > 0` (module docs for the method).
 /// Accurate to about 1e-15 relative; finite for every finite input.
@@ -171,7 +156,7 @@ pub fn ddk_exact(w0: f64, alpha: f64, c: f64, t: f64) -> f64 {
     } else {
         let sigma = if q0 > 0.0 { 1.0 } else { -1.0 };
         let q = if big_phi < 0.05 {
-            one_plus_w_series(sigma * (-2.0 * (-big_phi).exp_m1()).sqrt())
+            one_plus_w_branch_series(sigma * (-2.0 * (-big_phi).exp_m1()).sqrt())
         } else if q0 > 0.0 {
             1.0 + lambert_w0_below_branch(big_phi)
         } else {

@@ -221,31 +221,14 @@ fn ssr(r: &[f64]) -> f64 {
     r.iter().map(|v| v * v).sum()
 }
 
-/// Solves the symmetric system `a x = b` (`n x n`, row-major) by Gaussian
-/// elimination with partial pivoting; None when singular.
-fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
-    for c in 0..n {
-        let piv = (c..n).max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))?;
-        if a[piv * n + c].abs() < 1e-300 {
-            return None;
-        }
-        for k in 0..n {
-            a.swap(c * n + k, piv * n + k);
-        }
-        b.swap(c, piv);
-        for r in c + 1..n {
-            let f = a[r * n + c] / a[c * n + c];
-            for k in c..n {
-                a[r * n + k] -= f * a[c * n + k];
-            }
-            b[r] -= f * b[c];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for c in (0..n).rev() {
-        let s: f64 = (c + 1..n).map(|k| a[c * n + k] * x[k]).sum();
-        x[c] = (b[c] - s) / a[c * n + c];
-    }
+/// Solves the system `a x = b` (`n x n`, row-major) by faer's LU with partial
+/// pivoting; None when singular (a non-finite solution).
+fn solve(a: Vec<f64>, b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
+    use faer::linalg::solvers::Solve;
+    let m = faer::Mat::from_fn(n, n, |i, j| a[i * n + j]);
+    let rhs = faer::Mat::from_fn(n, 1, |i, _| b[i]);
+    let x = m.partial_piv_lu().solve(&rhs);
+    let x: Vec<f64> = (0..n).map(|i| x[(i, 0)]).collect();
     x.iter().all(|v| v.is_finite()).then_some(x)
 }
 
@@ -475,6 +458,11 @@ pub fn default_free(model: Model) -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn solve_refuses_a_singular_system() {
+        assert_eq!(solve(vec![1.0, 2.0, 2.0, 4.0], vec![1.0, 2.0], 2), None);
+    }
 
     #[test]
     fn solve_handles_a_pivot() {

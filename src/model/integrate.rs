@@ -140,7 +140,43 @@ pub enum Integrator {
     Exact,
 }
 
+/// The integrator names [`Integrator::from_name`] takes.
+pub const INTEGRATOR_NAMES: &str = "euler, heun, rk4, adaptive, exact";
+
 impl Integrator {
+    /// The one builder from a name: every command (`simulate --integrator`, a
+    /// spec's `[model] integrator`) means the same numerics by a name.
+    /// `substeps` (>= 1) is used by the fixed-step methods; `rtol` in (0, 1)
+    /// by `adaptive`, with `atol = rtol * 1e-3` (an absolute floor three
+    /// decades below, for states near zero) and the default step budget.
+    /// Errors name the field `integrator` (callers rename it to their flag).
+    pub fn from_name(name: &str, substeps: u32, rtol: f64) -> Result<Integrator> {
+        if substeps == 0 {
+            return Err(Error::invalid("substeps", 0, "at least 1"));
+        }
+        if !(rtol > 0.0 && rtol < 1.0) {
+            return Err(Error::invalid("rtol", rtol, "in (0, 1)"));
+        }
+        Ok(match name {
+            "euler" => Integrator::Euler { substeps },
+            "heun" => Integrator::Heun { substeps },
+            "rk4" => Integrator::Rk4 { substeps },
+            "adaptive" => Integrator::Adaptive(AdaptiveOptions {
+                rtol,
+                atol: rtol * 1e-3,
+                ..AdaptiveOptions::default()
+            }),
+            "exact" => Integrator::Exact,
+            other => {
+                return Err(Error::invalid(
+                    "integrator",
+                    other,
+                    format!("one of {INTEGRATOR_NAMES}"),
+                ));
+            }
+        })
+    }
+
     /// The method's name (`euler`, `heun`, `rk4`, `adaptive`, `exact`).
     pub fn name(&self) -> &'static str {
         match self {

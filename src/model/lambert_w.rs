@@ -29,10 +29,11 @@
 const E_HI: f64 = std::f64::consts::E;
 const E_LO: f64 = 1.445_646_891_729_250_2e-16;
 
-/// The branch-point series coefficients: `W = sum_k MU[k] p^k` on W0 and with
-/// `-p` on W-1 (Corless et al., Adv. Comput. Math. 5, 329, 1996, eq. 4.22).
-const MU: [f64; 10] = [
-    -1.0,
+/// The branch-point series coefficients: `W = -1 + sum_k MU[k] p^(k+1)` on W0
+/// and with `-p` on W-1 (Corless et al., Adv. Comput. Math. 5, 329, 1996, eq.
+/// 4.22); the constant term -1 is kept apart so that `1 + W` keeps its relative
+/// precision near the branch point.
+const MU: [f64; 9] = [
     1.0,
     -1.0 / 3.0,
     11.0 / 72.0,
@@ -49,7 +50,14 @@ const SERIES_P: f64 = 0.03;
 
 /// The branch-point series at `p` (use `-p` for W-1).
 fn branch_series(p: f64) -> f64 {
-    MU.iter().rev().fold(0.0, |acc, &m| acc * p + m)
+    one_plus_w_branch_series(p) - 1.0
+}
+
+/// `1 + W` from the branch-point series at `p` (use `-p` for W-1), without its
+/// constant term, so that small `1 + W` keeps full relative precision. The
+/// one copy of the series in Rust (the exact DDK solution uses it too).
+pub fn one_plus_w_branch_series(p: f64) -> f64 {
+    MU.iter().rev().fold(0.0, |acc, &m| acc * p + m) * p
 }
 
 /// Fritsch's iteration for `W e^W = x` given `ln(x / w)` as a function of `w`

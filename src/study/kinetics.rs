@@ -11,7 +11,7 @@ use crate::engine::gpu::GpuOdeEngine;
 use crate::engine::ode::{OdeSpec, run_ode_cpu};
 use crate::engine::{Engine, RunOptions};
 use crate::model::Model;
-use crate::model::integrate::{AdaptiveOptions, Integrator, PulseProtocol};
+use crate::model::integrate::{Integrator, PulseProtocol};
 use crate::pipeline::Side;
 use crate::{Error, Result};
 
@@ -35,25 +35,21 @@ pub enum Kinetics<'a> {
     },
 }
 
-/// Parses an integrator name with its settings.
+/// Parses a spec's `[model]` integrator name with its settings
+/// ([`Integrator::from_name`], errors naming `model.integrator`,
+/// `model.substeps` or `model.rtol`).
 pub fn integrator_from_name(name: &str, substeps: u32, rtol: f64) -> Result<Integrator> {
-    Ok(match name {
-        "euler" => Integrator::Euler { substeps },
-        "heun" => Integrator::Heun { substeps },
-        "rk4" => Integrator::Rk4 { substeps },
-        "adaptive" => Integrator::Adaptive(AdaptiveOptions {
-            rtol,
-            atol: rtol * 1e-2,
-            ..AdaptiveOptions::default()
-        }),
-        "exact" => Integrator::Exact,
-        other => {
-            return Err(Error::invalid(
-                "model.integrator",
-                other,
-                "one of euler, heun, rk4, adaptive, exact",
-            ));
-        }
+    Integrator::from_name(name, substeps, rtol).map_err(|e| match e {
+        Error::InvalidParameter {
+            field,
+            value,
+            expected,
+        } => Error::InvalidParameter {
+            field: format!("model.{field}"),
+            value,
+            expected,
+        },
+        other => other,
     })
 }
 
