@@ -441,10 +441,14 @@ pub fn evaluate_split(
         seconds: 0.0,
         trained: None,
     };
+    // The training side's features at fixed parameters are computed once and
+    // serve both the readout's training and its scoring; only learned
+    // parameters need them again (at the final values).
+    let mut train_feats: Option<(Vec<f32>, [usize; 3])> = None;
     let (trained, alpha, beta) = match (&proto.learn_device, proto.device) {
         (Some(dl), true) => learn_device(engine, &train, proto, dl, progress)?,
         _ => {
-            let x_train = if proto.device {
+            let (x_train, counts) = if proto.device {
                 let params =
                     device_params(proto.alpha, proto.beta, proto.w0, proto.per_step, steps)?;
                 let ft = featurize(engine, &train, &params, false)?;
@@ -459,9 +463,10 @@ pub fn evaluate_split(
                     out.seconds = start.elapsed().as_secs_f64();
                     return Ok(out);
                 }
-                ft.w
+                let counts = ft.status_counts();
+                (ft.w, counts)
             } else {
-                train.encoded.x.clone()
+                (train.encoded.x.clone(), [train.encoded.seqs, 0, 0])
             };
             let trained = readout::train(
                 &x_train,
@@ -472,10 +477,11 @@ pub fn evaluate_split(
                 &proto.readout,
                 progress,
             )?;
+            train_feats = Some((x_train, counts));
             (trained, proto.alpha, proto.beta)
         }
     };
-    // Final features at the final parameters, on both sides.
+    // Final features at the final parameters.
     let feats = |side: &Side| -> Result<(Vec<f32>, [usize; 3])> {
         if !proto.device {
             return Ok((side.encoded.x.clone(), [side.encoded.seqs, 0, 0]));
@@ -485,7 +491,10 @@ pub fn evaluate_split(
         let c = fe.status_counts();
         Ok((fe.w, c))
     };
-    let (x_train, c_train) = feats(&train)?;
+    let (x_train, c_train) = match train_feats {
+        Some(k) => k,
+        None => feats(&train)?,
+    };
     let (x_test, c_test) = feats(&test)?;
     let bad = c_train[1] + c_train[2] + c_test[1] + c_test[2];
     out.diverged_fraction =

@@ -93,3 +93,45 @@ fn mnist_run_reports_the_papers_parameter_and_operation_counts() {
         assert!(!r[key].is_null(), "report lacks {key}");
     }
 }
+
+/// An engine that counts the trajectories it is asked to integrate.
+struct Counting {
+    inner: memkin::engine::cpu::CpuEngine,
+    trajectories: std::sync::atomic::AtomicUsize,
+}
+
+impl memkin::engine::Engine for Counting {
+    fn info(&self) -> memkin::engine::BackendInfo {
+        self.inner.info()
+    }
+    fn run_into(
+        &self,
+        batch: &memkin::batch::Batch,
+        opts: &memkin::engine::RunOptions,
+        out: &mut memkin::batch::Features,
+    ) -> memkin::Result<()> {
+        self.trajectories
+            .fetch_add(batch.trajectories(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.run_into(batch, opts, out)
+    }
+}
+
+/// `evaluate_split` at fixed (alpha, beta) integrates each side once: the
+/// training side's features train the readout and score it.
+#[test]
+fn an_evaluation_featurizes_each_side_once() {
+    let ds = memkin::data::load("digits", None).unwrap();
+    let proto = memkin::pipeline::Protocol::for_dataset(&ds.name, &ds.sample_shape);
+    let engine = Counting {
+        inner: memkin::engine::cpu::CpuEngine::fast(),
+        trajectories: Default::default(),
+    };
+    let out = memkin::pipeline::evaluate_split(&engine, &ds, &proto, None).unwrap();
+    let (train, test) = memkin::pipeline::encode_protocol(&ds, &proto).unwrap();
+    assert!(out.test_accuracy > 0.9);
+    assert_eq!(
+        engine.trajectories.into_inner(),
+        train.encoded.seqs + test.encoded.seqs,
+        "each side's sequences integrated exactly once"
+    );
+}
