@@ -712,8 +712,23 @@ pub fn split_for_repeat(ds: &Dataset, proto: &Protocol, seed: u64, r: usize) -> 
     )
 }
 
-/// Examples for the feature-map figure: the first `per_class` test samples of
-/// each class (at most 10 classes), each input beside its features at (alpha, beta).
+/// Examples of what the kinetics layer does, for a figure: the first
+/// `per_class` test readout samples of each class (at most 10 classes), each
+/// with its input and its features at (alpha, beta).
+#[derive(Clone, Debug)]
+pub struct FeatureExamples {
+    /// Rows of each image (sequences per readout sample).
+    pub rows: usize,
+    /// Columns (steps).
+    pub cols: usize,
+    /// Class, input `[rows, cols]` and features `[rows, cols]` of each example,
+    /// grouped by class in class order.
+    pub samples: Vec<(u32, Vec<f32>, Vec<f32>)>,
+}
+
+/// [`FeatureExamples`] from the test split: only the inputs needed are
+/// encoded (one at a time, in order, until every class has `per_class`
+/// readout samples; empty slices dropped as the protocol does) and integrated.
 pub fn feature_examples(
     engine: &dyn Engine,
     ds: &Dataset,
@@ -721,48 +736,75 @@ pub fn feature_examples(
     alpha: f64,
     beta: f64,
     per_class: usize,
-) -> Result<Vec<crate::report::plot::FeatureExample>> {
-    use crate::report::plot::{FeatureExample, Image};
-    let (_, test) = encode_protocol(ds, proto)?;
-    let e = &test.encoded;
-    let mut picked: Vec<usize> = Vec::new();
-    for c in 0..ds.n_classes.min(10) as u32 {
-        picked.extend(
-            test.y
-                .iter()
-                .enumerate()
-                .filter(|(_, y)| **y == c)
-                .map(|(i, _)| i)
-                .take(per_class),
-        );
+) -> Result<FeatureExamples> {
+    let classes = ds.n_classes.min(10);
+    let len_in = ds.sample_len();
+    let factor = proto.encoding.samples_per_input(&ds.sample_shape);
+    let mut picked: Vec<Vec<Side>> = vec![Vec::new(); classes];
+    for (i, &y) in ds.y_test.iter().enumerate() {
+        if picked.iter().all(|p| p.len() >= per_class) {
+            break;
+        }
+        let c = y as usize;
+        if c >= classes || picked[c].len() >= per_class {
+            continue;
+        }
+        let side = Side {
+            encoded: encode(
+                &ds.x_test[i * len_in..(i + 1) * len_in],
+                &ds.sample_shape,
+                proto.encoding,
+            )?,
+            y: vec![y; factor],
+            groups: None,
+        };
+        let side = if proto.drop_empty {
+            side.drop_empty()
+        } else {
+            side
+        };
+        for j in 0..side.n().min(per_class - picked[c].len()) {
+            picked[c].push(side.subset(&[j]));
+        }
     }
-    let spp = e.seqs_per_sample;
-    let side = test.subset(&picked);
-    let params = device_params(alpha, beta, proto.w0, proto.per_step, e.steps)?;
+    let picked: Vec<Side> = picked.into_iter().flatten().collect();
+    let Some(first) = picked.first() else {
+        return Ok(FeatureExamples {
+            rows: 0,
+            cols: 0,
+            samples: Vec::new(),
+        });
+    };
+    let (rows, cols) = (first.encoded.seqs_per_sample, first.encoded.steps);
+    let len = rows * cols;
+    let mut x = Vec::with_capacity(picked.len() * len);
+    for s in &picked {
+        x.extend_from_slice(&s.encoded.x);
+    }
+    let side = Side {
+        encoded: Encoded {
+            x,
+            seqs: picked.len() * rows,
+            steps: cols,
+            seqs_per_sample: rows,
+            samples: picked.len(),
+        },
+        y: picked.iter().map(|s| s.y[0]).collect(),
+        groups: None,
+    };
+    let params = device_params(alpha, beta, proto.w0, proto.per_step, cols)?;
     let f = featurize(engine, &side, &params, false)?;
-    let len = spp * e.steps;
-    Ok(picked
-        .iter()
-        .enumerate()
-        .map(|(j, &i)| {
-            let c = test.y[i] as usize;
-            FeatureExample {
-                label: ds
-                    .class_names
-                    .get(c)
-                    .cloned()
-                    .unwrap_or_else(|| c.to_string()),
-                input: Image {
-                    rows: spp,
-                    cols: e.steps,
-                    data: side.encoded.x[j * len..(j + 1) * len].to_vec(),
-                },
-                features: Image {
-                    rows: spp,
-                    cols: e.steps,
-                    data: f.w[j * len..(j + 1) * len].to_vec(),
-                },
-            }
-        })
-        .collect())
+    Ok(FeatureExamples {
+        rows,
+        cols,
+        samples: (0..side.n())
+            .map(|j| {
+                (
+                    side.y[j],
+                    side.encoded.x[j * len..(j + 1) * len].to_vec(),
+                    f.w[j * len..(j + 1) * len].to_vec(),
+                )
+            })
+            .collect(),
+    })
 }

@@ -13,7 +13,7 @@ use memkin::pipeline::{
 };
 use memkin::readout::{Activation, ReadoutKind};
 use memkin::report::npy::Outputs;
-use memkin::report::plot::feature_maps_png;
+use memkin::report::plot::{FeatureExample, Image, feature_maps_png};
 use memkin::report::progress::Progress;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -374,7 +374,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         out.text(&d.join("confusion.csv"), &csv)?;
         if proto.device {
             let per_class = if ds.n_classes <= 4 { 3 } else { 1 };
-            let ex = feature_examples(
+            let fx = feature_examples(
                 engine.as_ref(),
                 &ds,
                 &proto,
@@ -382,6 +382,24 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 first.beta,
                 per_class,
             )?;
+            let image = |data: &[f32]| Image {
+                rows: fx.rows,
+                cols: fx.cols,
+                data: data.to_vec(),
+            };
+            let ex: Vec<FeatureExample> = fx
+                .samples
+                .iter()
+                .map(|(c, input, features)| FeatureExample {
+                    label: ds
+                        .class_names
+                        .get(*c as usize)
+                        .cloned()
+                        .unwrap_or_else(|| c.to_string()),
+                    input: image(input),
+                    features: image(features),
+                })
+                .collect();
             let title = format!(
                 "{}: inputs and DDK feature maps (alpha {:.3}, beta {:.3})",
                 ds.name, first.alpha, first.beta

@@ -135,3 +135,80 @@ fn an_evaluation_featurizes_each_side_once() {
         "each side's sequences integrated exactly once"
     );
 }
+
+/// The old way: the whole test split encoded, the first `per_class` readout
+/// samples of each class picked, integrated.
+fn examples_by_full_encoding(
+    ds: &memkin::data::Dataset,
+    proto: &memkin::pipeline::Protocol,
+    per_class: usize,
+) -> Vec<(u32, Vec<f32>, Vec<f32>)> {
+    let (_, test) = memkin::pipeline::encode_protocol(ds, proto).unwrap();
+    let mut picked = Vec::new();
+    for c in 0..ds.n_classes.min(10) as u32 {
+        picked.extend((0..test.n()).filter(|&i| test.y[i] == c).take(per_class));
+    }
+    let side = test.subset(&picked);
+    let e = &side.encoded;
+    let params =
+        memkin::pipeline::device_params(proto.alpha, proto.beta, proto.w0, proto.per_step, e.steps)
+            .unwrap();
+    let f = memkin::pipeline::featurize(
+        &memkin::engine::cpu::CpuEngine::fast(),
+        &side,
+        &params,
+        false,
+    )
+    .unwrap();
+    let len = e.seqs_per_sample * e.steps;
+    (0..side.n())
+        .map(|j| {
+            (
+                side.y[j],
+                e.x[j * len..(j + 1) * len].to_vec(),
+                f.w[j * len..(j + 1) * len].to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn check_feature_examples(name: &str, per_class: usize) {
+    let dir = (name != "digits").then(data_dir);
+    let ds = memkin::data::load(name, dir.as_deref()).unwrap();
+    let proto = memkin::pipeline::Protocol::for_dataset(&ds.name, &ds.sample_shape);
+    let engine = Counting {
+        inner: memkin::engine::cpu::CpuEngine::fast(),
+        trajectories: Default::default(),
+    };
+    let fx = memkin::pipeline::feature_examples(
+        &engine,
+        &ds,
+        &proto,
+        proto.alpha,
+        proto.beta,
+        per_class,
+    )
+    .unwrap();
+    let want = examples_by_full_encoding(&ds, &proto, per_class);
+    assert_eq!(fx.samples.len(), want.len(), "{name}");
+    assert_eq!(
+        fx.samples, want,
+        "{name}: the same examples as from the whole split"
+    );
+    assert_eq!(
+        engine.trajectories.into_inner(),
+        want.len() * fx.rows,
+        "{name}: only the examples are integrated"
+    );
+}
+
+#[test]
+fn the_feature_map_figure_encodes_only_its_examples() {
+    check_feature_examples("digits", 3);
+}
+
+#[test]
+#[cfg_attr(skip_data, ignore = "MEMKIN_DATA unset at build time (build.rs)")]
+fn the_feature_map_figure_of_voxels_drops_empty_slices_as_the_protocol_does() {
+    check_feature_examples("modelnet10", 3);
+}
