@@ -345,34 +345,12 @@ pub fn featurize(
     )
 }
 
-/// Majority vote over groups: each group's class is the most frequent
-/// prediction among its samples (ties: the smaller class index). Returns the
-/// voted predictions and labels, one per group, in order of first appearance.
+/// Majority vote per group when every sample is answered ([`readout::vote`]):
+/// the voted classes and the groups' labels, in order of first appearance.
 pub fn vote(pred: &[u32], y: &[u32], groups: &[u32], n_classes: usize) -> (Vec<u32>, Vec<u32>) {
-    let mut order: Vec<u32> = Vec::new();
-    let mut counts: std::collections::HashMap<u32, (Vec<u32>, u32)> =
-        std::collections::HashMap::new();
-    for ((&p, &t), &g) in pred.iter().zip(y).zip(groups) {
-        let e = counts.entry(g).or_insert_with(|| {
-            order.push(g);
-            (vec![0; n_classes], t)
-        });
-        e.0[p as usize] += 1;
-    }
-    let mut vp = Vec::with_capacity(order.len());
-    let mut vy = Vec::with_capacity(order.len());
-    for g in order {
-        let (c, t) = &counts[&g];
-        let best = c
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
-            .map(|(i, _)| i as u32)
-            .unwrap_or(0);
-        vp.push(best);
-        vy.push(*t);
-    }
-    (vp, vy)
+    let (vp, vy) = readout::vote(pred, None, y, groups, n_classes);
+    // Every group has at least one answered sample, so every vote is a class.
+    (vp.into_iter().map(|c| c.unwrap_or(0)).collect(), vy)
 }
 
 /// The outcome of one split.

@@ -183,20 +183,10 @@ fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
     Ok(p)
 }
 
-fn readout_name(p: &Protocol) -> String {
-    match p.readout.kind {
-        ReadoutKind::Ridge => "ridge".into(),
-        ReadoutKind::Softmax => "softmax".into(),
-        ReadoutKind::Mlp => format!(
-            "mlp {}",
-            p.readout
-                .hidden
-                .iter()
-                .map(|h| h.to_string())
-                .collect::<Vec<_>>()
-                .join("-")
-        ),
-    }
+/// The protocol's readout with its layer sizes, e.g. `mlp 784-48-10`.
+fn readout_name(p: &Protocol, ds: &memkin::data::Dataset) -> String {
+    let features = ds.sample_len() / p.encoding.samples_per_input(&ds.sample_shape).max(1);
+    p.readout.name(features, ds.n_classes)
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -214,7 +204,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let info = engine.info();
     let total = (proto.repeats * proto.readout.epochs) as u64;
     let progress = Progress::new(
-        &format!("{} ({})", ds.name, readout_name(&proto)),
+        &format!("{} ({})", ds.name, readout_name(&proto, &ds)),
         total,
         true,
     );
@@ -305,7 +295,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "n_test": first.n_test,
         "n_classes": ds.n_classes,
         "encoding": encoding,
-        "readout": readout_name(&proto),
+        "readout": readout_name(&proto, &ds),
         "device": proto.device,
         "learn_device": proto.learn_device.is_some(),
         "alpha": first.alpha,
@@ -442,7 +432,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprintln!(
             "{}: {} on {} train / {} test, alpha {:.4}, beta {:.4}: test accuracy {:.4} +- {:.4} over {} split(s) (train {:.4}); {} parameters, {} operations; {cost_line}; {:.1} s on {} ({})",
             ds.name,
-            readout_name(&proto),
+            readout_name(&proto, &ds),
             first.n_train,
             first.n_test,
             first.alpha,

@@ -61,3 +61,66 @@ mod tests {
         );
     }
 }
+
+/// Majority vote per group (an object's slices): for each group, in order of
+/// first appearance, the class most of its answered samples predict (ties:
+/// the smaller class; `None` when no sample of the group was answered) and
+/// the group's label (its first sample's). `bad[i]` marks sample `i`
+/// unanswered (a failed trajectory); `None`: every sample answered. The one
+/// vote of the crate: `memkin run`, `--tune` and Monte Carlo all use it.
+pub fn vote(
+    pred: &[u32],
+    bad: Option<&[bool]>,
+    y: &[u32],
+    groups: &[u32],
+    n_classes: usize,
+) -> (Vec<Option<u32>>, Vec<u32>) {
+    let mut order: Vec<u32> = Vec::new();
+    let mut counts: std::collections::HashMap<u32, (Vec<u32>, u32)> =
+        std::collections::HashMap::new();
+    for i in 0..y.len() {
+        let e = counts.entry(groups[i]).or_insert_with(|| {
+            order.push(groups[i]);
+            (vec![0; n_classes], y[i])
+        });
+        if !bad.is_some_and(|b| b[i]) {
+            e.0[pred[i] as usize] += 1;
+        }
+    }
+    let mut vp = Vec::with_capacity(order.len());
+    let mut vy = Vec::with_capacity(order.len());
+    for g in order {
+        let (c, t) = &counts[&g];
+        let best = c
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, _)| i as u32);
+        vp.push(best);
+        vy.push(*t);
+    }
+    (vp, vy)
+}
+
+#[cfg(test)]
+mod vote_tests {
+    use super::vote;
+
+    #[test]
+    fn vote_takes_the_majority_of_answered_samples_ties_to_the_smaller_class() {
+        // Group 7: classes 2, 2, 1 -> 2. Group 3: 0 and 1 tie -> 0. Group 5:
+        // its only sample unanswered -> None.
+        let pred = [2, 2, 1, 1, 0, 1];
+        let y = [2, 2, 2, 1, 1, 0];
+        let groups = [7, 7, 7, 3, 3, 5];
+        let bad = [false, false, false, false, false, true];
+        let (vp, vy) = vote(&pred, Some(&bad), &y, &groups, 3);
+        assert_eq!(vp, vec![Some(2), Some(0), None]);
+        assert_eq!(vy, vec![2, 1, 0]);
+        // Unanswered samples do not vote: one bad sample flips group 7 to a tie.
+        let bad = [true, false, false, false, false, false];
+        let (vp, _) = vote(&pred, Some(&bad), &y, &groups, 3);
+        assert_eq!(vp, vec![Some(1), Some(0), Some(1)]);
+    }
+}

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::rng::Rng;
 pub use config::{ReadoutKind, TrainConfig};
-pub use metrics::{accuracy, argmax_rows, confusion_matrix};
+pub use metrics::{accuracy, argmax_rows, confusion_matrix, vote};
 pub use net::{Activation, Network, Optimizer};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};
 pub use standardize::{STD_FLOOR, Standardizer, check_features};
@@ -88,7 +88,41 @@ pub struct Trained {
     pub config: TrainConfig,
 }
 
+/// A readout's name with its layer sizes, e.g. `mlp 784-48-10`, `ridge
+/// 64-10`: the one spelling reports and study manifests use.
+pub fn readout_name(kind: ReadoutKind, sizes: &[usize]) -> String {
+    let kind = match kind {
+        ReadoutKind::Ridge => "ridge",
+        ReadoutKind::Softmax => "softmax",
+        ReadoutKind::Mlp => "mlp",
+    };
+    let sizes: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    format!("{kind} {}", sizes.join("-"))
+}
+
+impl TrainConfig {
+    /// This configuration's [`readout_name`] for `n_features` inputs and
+    /// `n_classes` outputs (hidden layers only for the MLP).
+    pub fn name(&self, n_features: usize, n_classes: usize) -> String {
+        let mut sizes = vec![n_features];
+        if self.kind == ReadoutKind::Mlp {
+            sizes.extend(&self.hidden);
+        }
+        sizes.push(n_classes);
+        readout_name(self.kind, &sizes)
+    }
+}
+
 impl Trained {
+    /// The trained readout's [`readout_name`] (its actual layer sizes).
+    pub fn name(&self) -> String {
+        let sizes = match &self.model {
+            Model::Net(n) => n.sizes.clone(),
+            Model::Ridge(r) => vec![r.n_features, r.n_classes],
+        };
+        readout_name(self.kind, &sizes)
+    }
+
     fn standardized<'a>(&self, x: &'a [f32], n: usize) -> std::borrow::Cow<'a, [f32]> {
         assert_eq!(
             x.len(),

@@ -13,7 +13,7 @@ use crate::engine::gpu::GpuOdeEngine;
 use crate::engine::{Engine, RunOptions, StepNoise};
 use crate::model::integrate::Integrator;
 use crate::pipeline::{Protocol, Side, encode_protocol, evaluate_split, split_for_repeat};
-use crate::readout::{EpochReport, Model, ReadoutKind, Trained};
+use crate::readout::{EpochReport, ReadoutKind, Trained};
 use crate::rng::Stream;
 use crate::saved_model::SavedModel;
 use crate::study::kinetics::Kinetics;
@@ -45,31 +45,9 @@ pub fn accuracy_with_failures(
             ok as f64 / y.len().max(1) as f64
         }
         Some(g) => {
-            let mut order: Vec<u32> = Vec::new();
-            let mut votes: std::collections::HashMap<u32, (Vec<u32>, u32)> =
-                std::collections::HashMap::new();
-            for i in 0..y.len() {
-                let e = votes.entry(g[i]).or_insert_with(|| {
-                    order.push(g[i]);
-                    (vec![0; n_classes], y[i])
-                });
-                if !bad[i] {
-                    e.0[pred[i] as usize] += 1;
-                }
-            }
-            let ok = order
-                .iter()
-                .filter(|k| {
-                    let (c, t) = &votes[*k];
-                    let best = c
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
-                        .map(|(i, n)| (i as u32, *n));
-                    best.is_some_and(|(cls, n)| n > 0 && cls == *t)
-                })
-                .count();
-            ok as f64 / order.len().max(1) as f64
+            let (vp, vy) = crate::readout::vote(pred, Some(bad), y, g, n_classes);
+            let ok = vp.iter().zip(&vy).filter(|(p, t)| **p == Some(**t)).count();
+            ok as f64 / vy.len().max(1) as f64
         }
     }
 }
@@ -134,19 +112,6 @@ pub struct McEvaluator {
     nominal: Nominal,
     /// A continuous-time model's kinetics (`None`: the discrete map on `engine`).
     ode: Option<Kinetics<'static>>,
-}
-
-fn readout_name(t: &Trained) -> String {
-    let sizes: Vec<String> = match &t.model {
-        Model::Net(n) => n.sizes.iter().map(|s| s.to_string()).collect(),
-        Model::Ridge(r) => vec![r.n_features.to_string(), r.n_classes.to_string()],
-    };
-    let kind = match t.kind {
-        ReadoutKind::Ridge => "ridge",
-        ReadoutKind::Softmax => "softmax",
-        ReadoutKind::Mlp => "mlp",
-    };
-    format!("{kind} {}", sizes.join("-"))
 }
 
 fn first_test(ds: &Dataset, n: usize) -> Dataset {
@@ -393,7 +358,7 @@ impl McEvaluator {
             },
             test,
         };
-        me.nominal.readout = readout_name(&me.readouts[0]);
+        me.nominal.readout = crate::readout::Trained::name(&me.readouts[0]);
         me.nominal.accuracy = me.nominal_accuracy(&cpu, 0)?;
         if me.nominal.variability.fine_tune_epochs > 0 {
             let n = &me.nominal;
