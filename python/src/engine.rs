@@ -558,7 +558,7 @@ impl PyEngine {
             let specs = m.params();
             let mut p = m.defaults();
             let mut given: Vec<(&String, &f64)> = params.iter().flatten().collect();
-            given.sort();
+            given.sort_by(|a, b| a.0.cmp(b.0));
             for (name, &v) in given {
                 let Some(j) = specs.iter().position(|s| s.name == name) else {
                     let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
