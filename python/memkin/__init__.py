@@ -374,11 +374,23 @@ def _read_table(path: Path) -> dict:
     cols: dict = {}
     for j, name in enumerate(head):
         vals = [_number(r[j]) if j < len(r) else "" for r in body]
-        if all(isinstance(v, (int, float)) for v in vals):
-            cols[name] = np.array(vals, dtype=np.float64 if any(isinstance(v, float) for v in vals) else np.int64)
-        else:
-            cols[name] = vals
+        cols[name] = _column(vals)
     return cols
+
+
+def _column(vals: list) -> Any:
+    """Numbers as a NumPy array (float64, int64, or uint64 for seeds), else
+    the strings as a list."""
+    if not all(isinstance(v, (int, float)) for v in vals):
+        return vals
+    if any(isinstance(v, float) for v in vals):
+        return np.array(vals, dtype=np.float64)
+    for dtype in (np.int64, np.uint64):
+        try:
+            return np.array(vals, dtype=dtype)
+        except OverflowError:
+            pass
+    return vals
 
 
 def _read_json(path: Path) -> Optional[dict]:
