@@ -141,6 +141,13 @@ class Engine:
         adapter_type, api, software (True for a software rasteriser)."""
         return dict(self._native.info)
 
+    @property
+    def last_seconds(self) -> float:
+        """Seconds the engine itself ran in the last call on this engine
+        (summed over its slices): a call's wall time less this is the
+        binding's overhead."""
+        return self._native.last_seconds
+
     def __repr__(self) -> str:
         return repr(self._native)
 

@@ -32,6 +32,9 @@ pub struct PyEngine {
     forward: Box<dyn Engine>,
     reverse: Mutex<Option<Arc<dyn VjpEngine>>>,
     ode: Mutex<Option<Arc<GpuOdeEngine>>>,
+    /// Seconds the engine itself ran in the last call (f64 bits), summed over
+    /// its slices: the binding's overhead is the call's wall time less this.
+    last_seconds: std::sync::atomic::AtomicU64,
 }
 
 fn choice_of(s: &str) -> Result<BackendChoice, Fail> {
@@ -244,9 +247,12 @@ fn ddk_params(
     }
 }
 
-/// Runs `run(s0, s1)` over slices of at most `slice` trajectories of the
-/// `sets x seqs` batch, the GIL released during each, Ctrl-C checked between
-/// them. One slice: its features are returned as they are (no copy).
+/// Runs `run(s0, s1, out)` over slices of at most `slice` trajectories of the
+/// `sets x seqs` batch (`out`: the slice's features, storage reused), the GIL
+/// released during each, Ctrl-C checked between them. One slice: its
+/// features are returned as they are (no copy); more: each slice's results
+/// are copied once into the output (appended when `sets == 1`, so the output
+/// is written once, never zero-filled first).
 fn sliced<F>(
     py: Python<'_>,
     sets: usize,
@@ -256,11 +262,13 @@ fn sliced<F>(
     mut run: F,
 ) -> Result<Features, Fail>
 where
-    F: FnMut(usize, usize) -> Result<Features, Fail> + Send,
+    F: FnMut(usize, usize, &mut Features) -> Result<(), Fail> + Send,
 {
     let per = (slice / sets).max(1);
+    let mut f = Features::default();
     if seqs <= per {
-        return py.detach(|| guarded(|| run(0, seqs)));
+        py.detach(|| guarded(|| run(0, seqs, &mut f)))?;
+        return Ok(f);
     }
     let mut all = Features::default();
     let mut s0 = 0;
@@ -268,11 +276,30 @@ where
         let s1 = (s0 + per).min(seqs);
         py.detach(|| {
             guarded(|| {
-                let f = run(s0, s1)?;
-                if all.w.is_empty() {
+                run(s0, s1, &mut f)?;
+                let n = s1 - s0;
+                if sets == 1 {
+                    if s0 == 0 {
+                        all.sets = 1;
+                        (all.seqs, all.steps) = (seqs, steps);
+                        all.w.reserve_exact(seqs * steps);
+                        all.status.reserve_exact(seqs);
+                        all.first_bad.reserve_exact(seqs);
+                        if f.grad.is_some() {
+                            all.grad = Some(Vec::with_capacity(2 * seqs * steps));
+                        }
+                    }
+                    all.w.extend_from_slice(&f.w);
+                    all.status.extend_from_slice(&f.status);
+                    all.first_bad.extend_from_slice(&f.first_bad);
+                    if let (Some(g), Some(fg)) = (all.grad.as_mut(), f.grad.as_ref()) {
+                        g.extend_from_slice(fg);
+                    }
+                    return Ok(());
+                }
+                if s0 == 0 {
                     all.prepare_shape(sets, seqs, steps, f.grad.is_some());
                 }
-                let n = s1 - s0;
                 for p in 0..sets {
                     let (dst, src) = ((p * seqs + s0) * steps, p * n * steps);
                     all.w[dst..dst + n * steps].copy_from_slice(&f.w[src..src + n * steps]);
@@ -374,6 +401,10 @@ impl PyEngine {
         Ok(r)
     }
 
+    fn set_seconds(&self, s: f64) {
+        self.last_seconds.store(s.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn ode_gpu(&self, ctx: &Arc<GpuContext>) -> Arc<GpuOdeEngine> {
         let mut slot = self.ode.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert_with(|| Arc::new(GpuOdeEngine::new(ctx.clone()))).clone()
@@ -407,6 +438,7 @@ impl PyEngine {
                     forward,
                     reverse: Mutex::new(None),
                     ode: Mutex::new(None),
+                    last_seconds: Default::default(),
                 })
             })
         })
@@ -419,6 +451,13 @@ impl PyEngine {
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let software = self.ctx.as_ref().is_some_and(|c| c.is_software());
         info_dict(py, &self.forward.info(), software)
+    }
+
+    /// Seconds the engine itself ran during the last call on this engine
+    /// (summed over its slices; excludes argument checks and conversions).
+    #[getter]
+    fn last_seconds(&self) -> f64 {
+        f64::from_bits(self.last_seconds.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The DDK map over `x` `[S, T]` (C-contiguous float32, read in place).
@@ -457,10 +496,15 @@ impl PyEngine {
             )?;
             let opts = RunOptions { sensitivities: grad, chunk, noise: None };
             let engine = self.forward.as_ref();
-            let f = sliced(py, sets, seqs, steps, slice, |s0, s1| {
+            let mut secs = 0.0;
+            let f = sliced(py, sets, seqs, steps, slice, |s0, s1, out| {
                 let b = Batch::new(&xs[s0 * steps..s1 * steps], s1 - s0, steps, &dp)?;
-                Ok(engine.run(&b, &opts)?)
+                let t0 = std::time::Instant::now();
+                engine.run_into(&b, &opts, out)?;
+                secs += t0.elapsed().as_secs_f64();
+                Ok(())
             })?;
+            self.set_seconds(secs);
             Ok((f, keep))
         })()
         .map_err(Fail::into_py)?;
@@ -505,9 +549,15 @@ impl PyEngine {
             let v = py.detach(|| {
                 guarded(|| {
                     let b = Batch::new(xs, seqs, steps, &dp)?;
-                    Ok(reverse.vjp(&b, ws, gs, &VjpOptions { chunk })?)
+                    let t0 = std::time::Instant::now();
+                    let v = reverse.vjp(&b, ws, gs, &VjpOptions { chunk })?;
+                    Ok((v, t0.elapsed().as_secs_f64()))
                 })
             })?;
+            let v = {
+                self.set_seconds(v.1);
+                v.0
+            };
             py.check_signals()?;
             Ok((v, keep, shape))
         })()
@@ -612,16 +662,22 @@ impl PyEngine {
                 (Some(ctx), false) => Some(self.ode_gpu(ctx)),
                 _ => None,
             };
-            sliced(py, 1, seqs, steps, slice, |s0, s1| {
+            let mut secs = 0.0;
+            let f = sliced(py, 1, seqs, steps, slice, |s0, s1, out| {
                 let xs = &xs[s0 * steps..s1 * steps];
-                Ok(match &gpu {
+                let t0 = std::time::Instant::now();
+                *out = match &gpu {
                     Some(g) => g.run(xs, s1 - s0, steps, &spec, chunk)?,
                     None => run_ode_cpu(xs, s1 - s0, steps, &spec)?,
-                })
-            })
+                };
+                secs += t0.elapsed().as_secs_f64();
+                Ok(())
+            })?;
+            self.set_seconds(secs);
+            Ok(f)
         })()
         .map_err(Fail::into_py)?;
-        outputs(py, f, false).map(|t| t)
+        outputs(py, f, false)
     }
 
     fn __repr__(&self) -> String {
