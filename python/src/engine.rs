@@ -42,7 +42,13 @@ fn choice_of(s: &str) -> Result<BackendChoice, Fail> {
         "cpu" => BackendChoice::Cpu,
         "gpu" => BackendChoice::Gpu,
         "auto" => BackendChoice::Auto,
-        other => return Err(Fail::value("backend", format!("{other:?}"), "one of cpu, gpu, auto")),
+        other => {
+            return Err(Fail::value(
+                "backend",
+                format!("{other:?}"),
+                "one of cpu, gpu, auto",
+            ));
+        }
     })
 }
 
@@ -73,7 +79,11 @@ fn context_named(want: &str) -> Result<GpuContext, Fail> {
             format!("{want:?}"),
             &format!(
                 "part of an adapter's name (found: {})",
-                if names.is_empty() { "none".into() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
             ),
         )),
     }
@@ -90,7 +100,11 @@ fn open(
     let ctx = match choice {
         BackendChoice::Cpu => {
             if adapter.is_some() {
-                return Err(Fail::value("adapter", "given with backend=\"cpu\"", "only with backend=\"gpu\" or \"auto\""));
+                return Err(Fail::value(
+                    "adapter",
+                    "given with backend=\"cpu\"",
+                    "only with backend=\"gpu\" or \"auto\"",
+                ));
             }
             None
         }
@@ -115,7 +129,11 @@ fn open(
 }
 
 /// Python's view of a [`BackendInfo`].
-fn info_dict<'py>(py: Python<'py>, i: &BackendInfo, software: bool) -> PyResult<Bound<'py, PyDict>> {
+fn info_dict<'py>(
+    py: Python<'py>,
+    i: &BackendInfo,
+    software: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("backend", &i.backend)?;
     d.set_item("precision", &i.precision)?;
@@ -139,7 +157,10 @@ pub fn adapters(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
             d.set_item("device_type", &a.device_type)?;
             d.set_item("backend", &a.backend)?;
             d.set_item("driver", &a.driver)?;
-            d.set_item("max_storage_buffer_binding_size", a.max_storage_buffer_binding_size)?;
+            d.set_item(
+                "max_storage_buffer_binding_size",
+                a.max_storage_buffer_binding_size,
+            )?;
             d.set_item("max_buffer_size", a.max_buffer_size)?;
             d.set_item("timestamp_query", a.timestamp_query)?;
             Ok(d)
@@ -194,23 +215,33 @@ fn ddk_params(
     match (params, alpha, beta) {
         (Some(p), None, None) => {
             let shape = p.shape().to_vec();
-            let v = p.as_slice().map_err(|_| Fail::value("params", "not C-contiguous", "a C-contiguous array"))?;
+            let v = p
+                .as_slice()
+                .map_err(|_| Fail::value("params", "not C-contiguous", "a C-contiguous array"))?;
             let named = |e: memkin::Error| match e {
-                memkin::Error::InvalidParameter { field, value, expected } => {
-                    Fail::Mk(memkin::Error::bad_file("params", format!("{field} = {value}: {expected}")))
-                }
+                memkin::Error::InvalidParameter {
+                    field,
+                    value,
+                    expected,
+                } => Fail::Mk(memkin::Error::bad_file(
+                    "params",
+                    format!("{field} = {value}: {expected}"),
+                )),
                 other => Fail::Mk(other),
             };
             match shape.as_slice() {
                 [n, 2] if *n >= 1 => {
-                    let pairs: Vec<(f64, f64)> = (0..*n).map(|i| (v[2 * i], v[2 * i + 1])).collect();
+                    let pairs: Vec<(f64, f64)> =
+                        (0..*n).map(|i| (v[2 * i], v[2 * i + 1])).collect();
                     Ok((DeviceParams::scalar(&pairs, w0).map_err(named)?, true))
                 }
                 [n, 2, t] if *n >= 1 => {
                     if *t != steps {
                         return Err(Fail::Mk(memkin::Error::bad_file(
                             "params",
-                            format!("shape {shape:?}: per-step T = {t} but the input has T = {steps}"),
+                            format!(
+                                "shape {shape:?}: per-step T = {t} but the input has T = {steps}"
+                            ),
                         )));
                     }
                     let (mut al, mut be) = (Vec::with_capacity(n * t), Vec::with_capacity(n * t));
@@ -218,7 +249,10 @@ fn ddk_params(
                         al.extend_from_slice(&v[i * 2 * t..i * 2 * t + t]);
                         be.extend_from_slice(&v[i * 2 * t + t..(i + 1) * 2 * t]);
                     }
-                    Ok((DeviceParams::per_step(*n, *t, al, be, w0).map_err(named)?, true))
+                    Ok((
+                        DeviceParams::per_step(*n, *t, al, be, w0).map_err(named)?,
+                        true,
+                    ))
                 }
                 _ => Err(Fail::Mk(memkin::Error::bad_file(
                     "params",
@@ -321,9 +355,14 @@ where
 }
 
 /// A vector handed to NumPy as the buffer of an array of `shape` (no copy).
-fn array<'py, T: numpy::Element>(py: Python<'py>, v: Vec<T>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
-    let a = ndarray::Array::from_shape_vec(ndarray::IxDyn(shape), v)
-        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("memkin: output shape: {e}")))?;
+fn array<'py, T: numpy::Element>(
+    py: Python<'py>,
+    v: Vec<T>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
+    let a = ndarray::Array::from_shape_vec(ndarray::IxDyn(shape), v).map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!("memkin: output shape: {e}"))
+    })?;
     Ok(a.into_pyarray(py))
 }
 
@@ -350,12 +389,7 @@ fn check_size(what: &str, traj: usize, steps: usize, per_step: u128) -> Result<(
     Ok(memkin::limits::check_memory(what.to_string(), needed)?)
 }
 
-fn integrator_of(
-    name: &str,
-    model: Model,
-    substeps: u32,
-    rtol: f64,
-) -> Result<Integrator, Fail> {
+fn integrator_of(name: &str, model: Model, substeps: u32, rtol: f64) -> Result<Integrator, Fail> {
     if substeps == 0 {
         return Err(Fail::value("substeps", 0, "at least 1"));
     }
@@ -381,7 +415,9 @@ fn integrator_of(
         }
     };
     i.check(model).map_err(|e| match e {
-        memkin::Error::InvalidParameter { value, expected, .. } => Fail::value("integrator", value, &expected),
+        memkin::Error::InvalidParameter {
+            value, expected, ..
+        } => Fail::value("integrator", value, &expected),
         other => Fail::Mk(other),
     })?;
     Ok(i)
@@ -402,12 +438,14 @@ impl PyEngine {
     }
 
     fn set_seconds(&self, s: f64) {
-        self.last_seconds.store(s.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        self.last_seconds
+            .store(s.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn ode_gpu(&self, ctx: &Arc<GpuContext>) -> Arc<GpuOdeEngine> {
         let mut slot = self.ode.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert_with(|| Arc::new(GpuOdeEngine::new(ctx.clone()))).clone()
+        slot.get_or_insert_with(|| Arc::new(GpuOdeEngine::new(ctx.clone())))
+            .clone()
     }
 }
 
@@ -419,7 +457,12 @@ impl PyEngine {
     /// (f64: the CPU reference; the GPU is f32 only).
     #[new]
     #[pyo3(signature = (backend = "auto", adapter = None, precision = "f32"))]
-    fn new(py: Python<'_>, backend: &str, adapter: Option<String>, precision: &str) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        backend: &str,
+        adapter: Option<String>,
+        precision: &str,
+    ) -> PyResult<Self> {
         let (choice, precision) = (
             choice_of(backend).map_err(Fail::into_py)?,
             precision_of(precision).map_err(Fail::into_py)?,
@@ -494,7 +537,11 @@ impl PyEngine {
                 steps,
                 4 + if grad { 8 } else { 0 },
             )?;
-            let opts = RunOptions { sensitivities: grad, chunk, noise: None };
+            let opts = RunOptions {
+                sensitivities: grad,
+                chunk,
+                noise: None,
+            };
             let engine = self.forward.as_ref();
             let mut secs = 0.0;
             let f = sliced(py, sets, seqs, steps, slice, |s0, s1, out| {
@@ -533,12 +580,19 @@ impl PyEngine {
                 return Err(Fail::value("chunk", 0, "at least 1"));
             }
             let (dp, keep) = ddk_params(alpha, beta, params.as_ref(), w0, steps)?;
-            let shape: Vec<usize> = if keep { vec![dp.sets(), seqs, steps] } else { vec![seqs, steps] };
+            let shape: Vec<usize> = if keep {
+                vec![dp.sets(), seqs, steps]
+            } else {
+                vec![seqs, steps]
+            };
             for (name, a) in [("w", &w), ("g", &g)] {
                 if a.shape() != shape.as_slice() {
                     return Err(Fail::Mk(memkin::Error::bad_file(
                         name,
-                        format!("shape {:?}: expected {shape:?} (the shape of simulate's w)", a.shape()),
+                        format!(
+                            "shape {:?}: expected {shape:?} (the shape of simulate's w)",
+                            a.shape()
+                        ),
                     )));
                 }
             }
@@ -573,7 +627,14 @@ impl PyEngine {
             PyTuple::new(py, [gx.into_any(), ga.into_any(), gb.into_any()])
         } else {
             let (a, b) = (v.grad_alpha[0], v.grad_beta[0]);
-            PyTuple::new(py, [gx.into_any(), a.into_pyobject(py)?.into_any(), b.into_pyobject(py)?.into_any()])
+            PyTuple::new(
+                py,
+                [
+                    gx.into_any(),
+                    a.into_pyobject(py)?.into_any(),
+                    b.into_pyobject(py)?.into_any(),
+                ],
+            )
         }
     }
 
@@ -682,6 +743,9 @@ impl PyEngine {
 
     fn __repr__(&self) -> String {
         let i = self.forward.info();
-        format!("memkin.Engine(backend={:?}, adapter={:?}, precision={:?})", i.backend, i.adapter, i.precision)
+        format!(
+            "memkin.Engine(backend={:?}, adapter={:?}, precision={:?})",
+            i.backend, i.adapter, i.precision
+        )
     }
 }

@@ -49,9 +49,9 @@ impl Fail {
                 }
             }
             Fail::Py(e) => e,
-            Fail::Panic(m) => PyRuntimeError::new_err(format!(
-                "memkin: internal error (a panic, caught): {m}"
-            )),
+            Fail::Panic(m) => {
+                PyRuntimeError::new_err(format!("memkin: internal error (a panic, caught): {m}"))
+            }
         }
     }
 
