@@ -168,8 +168,10 @@ pub fn adapters(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
         .collect()
 }
 
-/// `[S, T]` of a C-contiguous float32 input, read in place, every element
-/// finite (the messages of `memkin simulate` for `--input`, naming `x`).
+/// `[S, T]` of a C-contiguous float32 input, read in place (the messages of
+/// `memkin simulate` for `--input`, naming `x`). Finiteness is checked by the
+/// library as each slice is bound (one pass over the input, without the GIL);
+/// [`non_finite`] words its error as the CLI does.
 fn input<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> Result<(&'a [f32], usize, usize), Fail> {
     let shape = x.shape();
     let (s, t) = (shape[0], shape[1]);
@@ -185,18 +187,25 @@ fn input<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> Result<(&'a [f32], usize, usiz
             "not C-contiguous (memkin.simulate converts it; the native call reads the buffer in place)",
         ))
     })?;
-    if let Some(i) = v.iter().position(|v| !v.is_finite()) {
-        return Err(Fail::Mk(memkin::Error::bad_file(
+    Ok((v, s, t))
+}
+
+/// The library's error for a non-finite input in rows `s0..` (`x` the
+/// slice's elements) as `memkin simulate` words it, with the row counted
+/// from the start of the whole input; other errors pass through.
+fn non_finite(e: memkin::Error, x: &[f32], s0: usize, steps: usize) -> Fail {
+    match x.iter().position(|v| !v.is_finite()) {
+        Some(i) => Fail::Mk(memkin::Error::bad_file(
             "x",
             format!(
                 "element [{}, {}] is {}: expected finite values (normally in [0, 1])",
-                i / t,
-                i % t,
-                v[i]
+                s0 + i / steps,
+                i % steps,
+                x[i]
             ),
-        )));
+        )),
+        None => Fail::Mk(e),
     }
-    Ok((v, s, t))
 }
 
 /// The DDK parameters: scalar `alpha`, `beta` (outputs without a P axis), or
@@ -545,7 +554,9 @@ impl PyEngine {
             let engine = self.forward.as_ref();
             let mut secs = 0.0;
             let f = sliced(py, sets, seqs, steps, slice, |s0, s1, out| {
-                let b = Batch::new(&xs[s0 * steps..s1 * steps], s1 - s0, steps, &dp)?;
+                let xs = &xs[s0 * steps..s1 * steps];
+                let b = Batch::new(xs, s1 - s0, steps, &dp)
+                    .map_err(|e| non_finite(e, xs, s0, steps))?;
                 let t0 = std::time::Instant::now();
                 engine.run_into(&b, &opts, out)?;
                 secs += t0.elapsed().as_secs_f64();
@@ -602,7 +613,8 @@ impl PyEngine {
             let reverse = self.reverse()?;
             let v = py.detach(|| {
                 guarded(|| {
-                    let b = Batch::new(xs, seqs, steps, &dp)?;
+                    let b = Batch::new(xs, seqs, steps, &dp)
+                        .map_err(|e| non_finite(e, xs, 0, steps))?;
                     let t0 = std::time::Instant::now();
                     let v = reverse.vjp(&b, ws, gs, &VjpOptions { chunk })?;
                     Ok((v, t0.elapsed().as_secs_f64()))
@@ -728,9 +740,10 @@ impl PyEngine {
                 let xs = &xs[s0 * steps..s1 * steps];
                 let t0 = std::time::Instant::now();
                 *out = match &gpu {
-                    Some(g) => g.run(xs, s1 - s0, steps, &spec, chunk)?,
-                    None => run_ode_cpu(xs, s1 - s0, steps, &spec)?,
-                };
+                    Some(g) => g.run(xs, s1 - s0, steps, &spec, chunk),
+                    None => run_ode_cpu(xs, s1 - s0, steps, &spec),
+                }
+                .map_err(|e| non_finite(e, xs, s0, steps))?;
                 secs += t0.elapsed().as_secs_f64();
                 Ok(())
             })?;

@@ -85,3 +85,13 @@ def test_errors_are_one_line_and_no_panic_crosses():
         with pytest.raises(ValueError) as e:
             call()
         assert "\n" not in str(e.value)
+
+
+def test_non_finite_input_in_a_later_slice_names_its_row_in_the_whole_input():
+    x = inputs(s=9, t=6)
+    x[7, 1] = np.inf
+    e = memkin.Engine(backend="cpu")
+    for call in (lambda: e._native.simulate(x, 0.5, 0.5, slice=2),
+                 lambda: e._native.simulate_model(x, "diffusive", slice=2)):
+        with pytest.raises(ValueError, match=r"^x: element \[7, 1\] is inf: expected finite values"):
+            call()
