@@ -21,10 +21,17 @@ Conventions:
   without a copy; any other (float64, Fortran order, a strided view) is copied
   once into a C-contiguous float32 array, as the engine computes in float32
   inputs (the CLI converts float64 ``.npy`` files the same way).
-* Results are new arrays whose buffers are the engine's own (moved, not
-  copied). A call longer than ``SLICE`` trajectories runs in slices so that
-  Ctrl-C is honoured between them; each slice's results are then copied once
-  into the output.
+* Results are new arrays whose buffers are Rust vectors handed to NumPy
+  (moved, not copied). A call of up to ``SLICE`` trajectories returns the
+  engine's own buffers; a longer one runs in slices of ``SLICE`` so that
+  Ctrl-C is honoured between them, each slice's results written once into
+  the output vector (the engine's scratch is reused, so the output is
+  written once either way).
+* The reverse mode (``vjp``) runs in one piece (its per-device sums are
+  formed in trajectory order); Ctrl-C is seen when it returns. ``run``,
+  ``sweep`` and ``mc`` run the CLI's code in process, the GIL released;
+  Ctrl-C is seen when they return (``sweep``/``mc`` can be resumed with
+  ``resume=True``).
 * The GIL is released while the engine runs: other Python threads go on.
 * Bad input raises ``ValueError`` with memkin's one-line message (naming the
   argument and its valid range); a failure of the machine (GPU lost, disk
