@@ -33,30 +33,13 @@ fn quiet_wayland() {
     unsafe { std::env::set_var("XDG_RUNTIME_DIR", dir) };
 }
 
-/// The causes of an error, each once: `{e:#}` would repeat an I/O error
-/// that a cause already shows in its own message.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for c in e.chain() {
-        let s = c.to_string();
-        if line.contains(&s) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&s);
-    }
-    line.replace('\n', " ")
-}
-
 fn main() -> ExitCode {
     quiet_wayland();
     match cli::main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the chain of causes, joined, each once.
-            eprintln!("memkin: error: {}", one_line(&e));
+            eprintln!("memkin: error: {}", cli::one_line(&e));
             let user = e.chain().any(|c| {
                 c.downcast_ref::<memkin::Error>()
                     .is_some_and(|m| m.is_user_error())

@@ -140,6 +140,38 @@ pub fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    dispatch(cli)
+}
+
+/// A command line that did not parse, as its one line (see [`usage_line`]).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Runs one command line (`["memkin", "sweep", ...]`) in this process, as
+/// `main` does but without exiting: a parse failure is a [`UsageError`]. The
+/// Python package calls this for `memkin.run`, `memkin.sweep` and `memkin.mc`.
+#[allow(dead_code)] // used by python/ (which compiles this module), not by the binary
+pub fn run_from<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => dispatch(cli),
+        Err(e) => Err(UsageError(usage_line(&e)).into()),
+    }
+}
+
+/// Runs a parsed command.
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Simulate(a) => simulate::run(a),
@@ -152,6 +184,23 @@ pub fn main() -> anyhow::Result<()> {
         Command::Mc(a) => mc::run(a),
         Command::Cost(a) => cost::run(a),
     }
+}
+
+/// The causes of an error, each once: `{e:#}` would repeat an I/O error
+/// that a cause already shows in its own message.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        if line.contains(&s) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&s);
+    }
+    line.replace('\n', " ")
 }
 
 /// Prints a JSON value as one line on stdout.
