@@ -733,3 +733,81 @@ pub fn stage_outputs(
         crate::report::plot::line_plot_png(tmp, &series, false, false, &title, "epoch", "test accuracy")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipes_resolve_to_the_documented_settings() {
+        let m = PaperRecipe::for_dataset("mnist").unwrap();
+        assert_eq!(m.sizes, [784, 72, 10]);
+        assert_eq!(
+            (m.activation, m.batch_norm, m.optimizer),
+            (Activation::Relu, true, Optimizer::Sgd)
+        );
+        assert_eq!((m.lr, m.momentum, m.weight_decay), (1e-3, 0.5, 0.0));
+        assert_eq!((m.batch_size, m.shuffle, m.epochs), (64, true, 50));
+        assert_eq!((m.init, m.clamp), ((0.001, 1.0), Some((0.001, 1.0))));
+        assert_eq!(m.split, PaperSplit::Standard);
+        assert_eq!(m.published, Some(0.966));
+        assert_eq!(
+            m.source.as_deref(),
+            Some("DDK/Image_classification/mnist_classification_64/train.py")
+        );
+        let s = PaperRecipe::for_dataset("sitw").unwrap();
+        assert_eq!(s.sizes, [128, 16, 10]);
+        assert_eq!(
+            (s.activation, s.batch_norm, s.optimizer),
+            (Activation::Sigmoid, false, Optimizer::Adam)
+        );
+        assert_eq!((s.lr, s.weight_decay), (0.01, 1e-3));
+        assert_eq!((s.batch_size, s.shuffle, s.epochs), (1000, false, 500));
+        assert_eq!((s.init, s.clamp), ((0.001, 1.0), None));
+        assert_eq!(
+            s.split,
+            PaperSplit::PythonShuffle {
+                seed: 10,
+                train_fraction: 0.8
+            }
+        );
+        assert_eq!(s.published, Some(0.935));
+        let w = PaperRecipe::for_dataset("wmms").unwrap();
+        assert_eq!((w.sizes.clone(), w.batch_size), (vec![64, 8, 4], 480));
+        assert_eq!((w.source, w.published), (None, None));
+        assert_eq!((w.optimizer, w.lr, w.epochs), (s.optimizer, s.lr, s.epochs));
+        let e = PaperRecipe::for_dataset("digits").unwrap_err().to_string();
+        assert!(e.contains("mnist, sitw, wmms"), "{e}");
+    }
+
+    /// Reference values printed by CPython 3 (`random.seed(10)`, then
+    /// `getrandbits(32)` three times; `random.shuffle(list(range(n)))`).
+    #[test]
+    fn python_random_is_reproduced_bit_for_bit() {
+        let mut r = PyRandom::seed(10);
+        let u: Vec<u32> = (0..3).map(|_| r.next_u32()).collect();
+        assert_eq!(u, [2454155475, 139951793, 1842064464]);
+        let mut v: Vec<usize> = (0..1250).collect();
+        PyRandom::seed(10).shuffle(&mut v);
+        assert_eq!(v[..8], [84, 1057, 100, 6, 717, 295, 1110, 1245]);
+        assert_eq!(v[995..1003], [315, 172, 246, 190, 1208, 1076, 382, 624]);
+        assert_eq!(v[1247..], [878, 66, 1170]);
+        let mut w: Vec<usize> = (0..600).collect();
+        PyRandom::seed(10).shuffle(&mut w);
+        assert_eq!(w[..8], [20, 368, 297, 444, 425, 65, 221, 389]);
+        assert_eq!(w[597..], [439, 33, 585]);
+    }
+
+    #[test]
+    fn projection_clamps_then_keeps_trajectories_positive() {
+        let m = PaperRecipe::for_dataset("mnist").unwrap();
+        assert_eq!(project(&m, 1.0, 2.0, 0.5), (1.0, 0.5));
+        let (a, b) = project(&m, 1.0, 0.01, 0.9);
+        assert_eq!(a, 0.01);
+        assert!((b - 0.99 * 0.2).abs() < 1e-12);
+        let s = PaperRecipe::for_dataset("sitw").unwrap();
+        // Not clamped above: only the engine's positive domain.
+        assert_eq!(project(&s, 1.0, 3.0, 2.0), (3.0, 2.0));
+        assert_eq!(project(&s, 1.0, -1.0, 1.0).0, 1e-6);
+    }
+}

@@ -667,3 +667,143 @@ impl OptState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loss_of(net: &Network, x: &[f32], y: &[u32], train: bool) -> f64 {
+        let mut ws = Workspace {
+            bn_train: train,
+            ..Workspace::default()
+        };
+        net.forward(x, y.len(), &mut ws);
+        let mut g = vec![0.0; net.parameters()];
+        net.backward(x, y, 0.0, &mut ws, &mut g, false)
+    }
+
+    fn bn_net() -> (Network, Vec<f32>, Vec<u32>) {
+        let mut rng = Rng::new(7);
+        let mut net = Network::torch_default(&[3, 4, 3], Activation::Relu, &mut rng).with_batch_norm();
+        // Gammas and betas away from 1 and 0, running stats away from 0 and 1,
+        // so every term of the gradient is exercised.
+        let ((go, _, end), _) = net.bn_range(1);
+        for (k, p) in net.params[go..end].iter_mut().enumerate() {
+            *p = 0.5 + 0.1 * k as f32;
+        }
+        let bn = net.batch_norm.as_mut().unwrap();
+        bn.running_mean = vec![0.1, -0.2, 0.3, 0.0];
+        bn.running_var = vec![0.5, 1.5, 2.0, 0.8];
+        let x: Vec<f32> = (0..5 * 3).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+        (net, x, vec![0, 2, 1, 1, 0])
+    }
+
+    /// Every parameter's gradient (weights, biases, gamma, beta), in training
+    /// mode (batch statistics, so the mean and variance depend on the
+    /// weights) and in evaluation mode, against central differences in f64
+    /// of the f32 loss: step 1e-2 keeps the f32 rounding of the loss
+    /// (~1e-7 relative) far below the 2e-3 tolerance while the O(h^2)
+    /// truncation of a smooth loss stays ~1e-4 (no ReLU kink is crossed
+    /// for this draw, checked by the agreement of both modes).
+    #[test]
+    fn batch_norm_gradients_match_finite_differences() {
+        let (net, x, y) = bn_net();
+        for train in [true, false] {
+            let mut ws = Workspace {
+                bn_train: train,
+                ..Workspace::default()
+            };
+            net.forward(&x, y.len(), &mut ws);
+            let mut g = vec![0.0; net.parameters()];
+            net.backward(&x, &y, 0.0, &mut ws, &mut g, false);
+            let h = 1e-2f32;
+            for i in 0..net.parameters() {
+                let mut p = net.clone();
+                p.params[i] += h;
+                let up = loss_of(&p, &x, &y, train);
+                p.params[i] -= 2.0 * h;
+                let down = loss_of(&p, &x, &y, train);
+                let fd = (up - down) / (2.0 * h as f64);
+                assert!(
+                    (fd - g[i] as f64).abs() < 2e-3,
+                    "train {train}, param {i}: backprop {} vs fd {fd}",
+                    g[i]
+                );
+            }
+        }
+    }
+
+    /// Training-mode normalisation by hand: two rows, one unit: mean 2, biased
+    /// variance 1, so zhat = -/+1/sqrt(1 + 1e-5); the running statistics move
+    /// by momentum 0.1 towards mean 2 and unbiased variance 2.
+    #[test]
+    fn batch_norm_forward_and_running_statistics_by_hand() {
+        let mut net = Network {
+            sizes: vec![1, 1, 2],
+            activation: Activation::Relu,
+            params: vec![1.0, 0.0, 1.0, -1.0, 0.0, 0.0],
+            batch_norm: None,
+        }
+        .with_batch_norm();
+        let ((go, bo, _), _) = net.bn_range(1);
+        net.params[go] = 2.0;
+        net.params[bo] = 0.5;
+        let mut ws = Workspace::training();
+        net.forward(&[1.0, 3.0], 2, &mut ws);
+        let s = 1.0 / (1.0f32 + 1e-5).sqrt();
+        // Hidden = relu(2 * (-/+ s) + 0.5); logits = (h, -h).
+        let h = [(2.0 * -s + 0.5f32).max(0.0), 2.0 * s + 0.5];
+        assert_eq!(ws.acts[2], [h[0], -h[0], h[1], -h[1]]);
+        net.update_bn_running(&ws, 2);
+        let bn = net.batch_norm.as_ref().unwrap();
+        assert!((bn.running_mean[0] - 0.2).abs() < 1e-7);
+        assert!((bn.running_var[0] - (0.9 + 0.1 * 2.0)).abs() < 1e-7);
+        // Evaluation mode uses the running statistics.
+        let logits = net.logits(&[1.0], 1);
+        let z = (1.0 - 0.2) / (1.1f32 + 1e-5).sqrt();
+        assert!((logits[0] - (2.0 * z + 0.5)).abs() < 1e-6);
+    }
+
+    /// SGD with momentum 0.5, lr 0.1, weight decay 0.1, gradient 1 on p = 1:
+    /// PyTorch's v1 = g + wd p = 1.1, p1 = 1 - 0.11 = 0.89; v2 = 0.5 * 1.1 +
+    /// (1 + 0.089) = 1.639, p2 = 0.89 - 0.1639 = 0.7261.
+    #[test]
+    fn sgd_momentum_and_weight_decay_by_hand() {
+        let mut st = OptState::new(1);
+        let mut p = [1.0f32];
+        st.apply_decayed(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5, 0.1);
+        assert!((p[0] - 0.89).abs() < 1e-6, "{}", p[0]);
+        st.apply_decayed(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5, 0.1);
+        assert!((p[0] - 0.7261).abs() < 1e-6, "{}", p[0]);
+        // Without decay the plain update is unchanged: 1 - 0.1, then - 0.15.
+        let mut st = OptState::new(1);
+        let mut p = [1.0f32];
+        st.apply(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5);
+        st.apply(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5);
+        assert!((p[0] - 0.75).abs() < 1e-6, "{}", p[0]);
+    }
+
+    /// Adam's first step moves every parameter by lr * sign(g) (bias
+    /// corrections cancel); weight decay enters the gradient, so on p = 1
+    /// with g = -0.05 and wd = 0.1 the decayed gradient is +0.05 and p moves
+    /// down by lr, where without decay it moves up.
+    #[test]
+    fn adam_weight_decay_enters_the_gradient() {
+        let mut p = [1.0f32];
+        OptState::new(1).apply_decayed(Optimizer::Adam, &mut p, &[-0.05], 0.01, 0.0, 0.1);
+        assert!((p[0] - 0.99).abs() < 1e-6, "{}", p[0]);
+        let mut p = [1.0f32];
+        OptState::new(1).apply_decayed(Optimizer::Adam, &mut p, &[-0.05], 0.01, 0.0, 0.0);
+        assert!((p[0] - 1.01).abs() < 1e-6, "{}", p[0]);
+    }
+
+    #[test]
+    fn torch_default_init_bounds() {
+        let net = Network::torch_default(&[16, 4, 2], Activation::Sigmoid, &mut Rng::new(1));
+        let (w, b, end) = net.layer_range(1);
+        assert!(net.params[w..end].iter().all(|v| v.abs() <= 0.25));
+        assert!(net.params[b..end].iter().any(|&v| v != 0.0), "biases drawn too");
+        let (w2, _, e2) = net.layer_range(2);
+        assert!(net.params[w2..e2].iter().all(|v| v.abs() <= 0.5));
+    }
+}
