@@ -273,7 +273,10 @@ fn file_order(name: &str, data_dir: &Path) -> Result<(Vec<f32>, Vec<u32>, usize)
         if let Some(want) = named::expected_sha256(rel)
             && named::sha256_hex(&bytes) != want
         {
-            return Err(Error::bad_file(&path, format!("sha256 differs from {want}")));
+            return Err(Error::bad_file(
+                &path,
+                format!("sha256 differs from {want}"),
+            ));
         }
         Ok((path, bytes))
     };
@@ -327,7 +330,11 @@ pub fn paper_split(ds: &Dataset, recipe: &PaperRecipe, data_dir: Option<&Path>) 
             train_fraction,
         } => {
             let dir = data_dir.ok_or_else(|| {
-                Error::invalid("--data-dir", "unset", "the data directory (or $MEMKIN_DATA)")
+                Error::invalid(
+                    "--data-dir",
+                    "unset",
+                    "the data directory (or $MEMKIN_DATA)",
+                )
             })?;
             let (x, y, len) = file_order(&recipe.dataset, dir)?;
             let mut idx: Vec<usize> = (0..y.len()).collect();
@@ -473,14 +480,24 @@ pub fn run_paper(
     }
     let mut trials = Vec::with_capacity(opts.trials);
     for trial in 1..=opts.trials {
-        let seed = opts.seed.wrapping_mul(0x9E37_79B9).wrapping_add(trial as u64);
+        let seed = opts
+            .seed
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(trial as u64);
         let tick = |p: &EpochPoint| {
             if let Some(cb) = progress {
                 cb(trial, p)
             }
         };
         trials.push(run_trial(
-            engine, &train, &test, &recipe, opts.device, trial, seed, &tick,
+            engine,
+            &train,
+            &test,
+            &recipe,
+            opts.device,
+            trial,
+            seed,
+            &tick,
         )?);
     }
     let (mut best_trial, mut best_epoch, mut best) = (0, 0, f64::NEG_INFINITY);
@@ -712,25 +729,55 @@ pub fn stage_outputs(
         }
     }
     out.text(&dir.join("curve.csv"), &csv)?;
-    let series: Vec<(String, Vec<(f64, f64)>)> = o
-        .trials
-        .iter()
-        .map(|t| {
-            (
-                format!("trial {} (best {:.4} at epoch {})", t.trial, t.best_test_accuracy, t.best_epoch),
-                t.curve
-                    .iter()
-                    .map(|p| (p.epoch as f64, p.test_accuracy))
-                    .collect(),
-            )
-        })
-        .collect();
+    let label = |t: &TrialOutcome| {
+        format!(
+            "trial {} (best {:.4} at epoch {})",
+            t.trial, t.best_test_accuracy, t.best_epoch
+        )
+    };
+    let points = |t: &TrialOutcome| -> Vec<(f64, f64)> {
+        t.curve
+            .iter()
+            .map(|p| (p.epoch as f64, p.test_accuracy))
+            .collect()
+    };
+    // Up to five trials are drawn one by one; more are summarised by the best
+    // trial, the worst (lowest best) and the mean curve.
+    let series: Vec<(String, Vec<(f64, f64)>)> = if o.trials.len() <= 5 {
+        o.trials.iter().map(|t| (label(t), points(t))).collect()
+    } else {
+        let by_best = |a: &&TrialOutcome, b: &&TrialOutcome| {
+            a.best_test_accuracy.total_cmp(&b.best_test_accuracy)
+        };
+        let best = o.trials.iter().max_by(by_best).expect("trials");
+        let worst = o.trials.iter().min_by(by_best).expect("trials");
+        let n = o.trials.len() as f64;
+        let mean: Vec<(f64, f64)> = (0..o.recipe.epochs)
+            .map(|e| {
+                let s: f64 = o.trials.iter().map(|t| t.curve[e].test_accuracy).sum();
+                ((e + 1) as f64, s / n)
+            })
+            .collect();
+        vec![
+            (format!("best, {}", label(best)), points(best)),
+            (format!("mean of the {} trials", o.trials.len()), mean),
+            (format!("worst, {}", label(worst)), points(worst)),
+        ]
+    };
     let title = format!(
         "{}, the authors' protocol: test accuracy per epoch ({SELECTION})",
         o.recipe.dataset
     );
     out.with_path(&dir.join("curve.png"), |tmp| {
-        crate::report::plot::line_plot_png(tmp, &series, false, false, &title, "epoch", "test accuracy")
+        crate::report::plot::line_plot_png(
+            tmp,
+            &series,
+            false,
+            false,
+            &title,
+            "epoch",
+            "test accuracy",
+        )
     })
 }
 

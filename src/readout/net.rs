@@ -341,7 +341,9 @@ impl Network {
                 let k = gamma[j] * invstd[j];
                 drow[j] = if train {
                     // d/dz of gamma (z - mean(z)) / sqrt(var(z) + eps) over the batch.
-                    k * (drow[j] - (dbeta[j] / b as f64) as f32 - hrow[j] * (dgamma[j] / b as f64) as f32)
+                    k * (drow[j]
+                        - (dbeta[j] / b as f64) as f32
+                        - hrow[j] * (dgamma[j] / b as f64) as f32)
                 } else {
                     k * drow[j]
                 };
@@ -622,7 +624,11 @@ impl OptState {
         let decayed: Vec<f32>;
         let grad = if weight_decay != 0.0 {
             let wd = weight_decay as f32;
-            decayed = grad.iter().zip(params.iter()).map(|(&g, &p)| g + wd * p).collect();
+            decayed = grad
+                .iter()
+                .zip(params.iter())
+                .map(|(&g, &p)| g + wd * p)
+                .collect();
             &decayed[..]
         } else {
             grad
@@ -684,7 +690,8 @@ mod tests {
 
     fn bn_net() -> (Network, Vec<f32>, Vec<u32>) {
         let mut rng = Rng::new(7);
-        let mut net = Network::torch_default(&[3, 4, 3], Activation::Relu, &mut rng).with_batch_norm();
+        let mut net =
+            Network::torch_default(&[3, 4, 3], Activation::Relu, &mut rng).with_batch_norm();
         // Gammas and betas away from 1 and 0, running stats away from 0 and 1,
         // so every term of the gradient is exercised.
         let ((go, _, end), _) = net.bn_range(1);
@@ -802,7 +809,10 @@ mod tests {
         let net = Network::torch_default(&[16, 4, 2], Activation::Sigmoid, &mut Rng::new(1));
         let (w, b, end) = net.layer_range(1);
         assert!(net.params[w..end].iter().all(|v| v.abs() <= 0.25));
-        assert!(net.params[b..end].iter().any(|&v| v != 0.0), "biases drawn too");
+        assert!(
+            net.params[b..end].iter().any(|&v| v != 0.0),
+            "biases drawn too"
+        );
         let (w2, _, e2) = net.layer_range(2);
         assert!(net.params[w2..e2].iter().all(|v| v.abs() <= 0.5));
     }

@@ -55,7 +55,10 @@ fn paper_protocol_labels_selected_on_test_and_reports_the_best_of_its_curve() {
         assert_eq!(v["protocol"], "paper");
     }
     // The authors' split: int(600 * 0.8) after random.seed(10)'s shuffle.
-    assert_eq!((r["n_train"].as_u64(), r["n_test"].as_u64()), (Some(480), Some(120)));
+    assert_eq!(
+        (r["n_train"].as_u64(), r["n_test"].as_u64()),
+        (Some(480), Some(120))
+    );
     let trials = r["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 2);
     let mut best = f64::NEG_INFINITY;
@@ -119,9 +122,16 @@ fn paper_protocol_mnist_one_epoch_keeps_the_clamp() {
 fn paper_protocol_refuses_what_it_cannot_honour() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = str_out(&["--dataset", "digits", "--protocol", "paper", "--out"], &out);
+    let o = str_out(
+        &["--dataset", "digits", "--protocol", "paper", "--out"],
+        &out,
+    );
     assert_eq!(o.0, Some(2), "{}", o.1);
-    assert!(o.1.contains("--dataset") && o.1.contains("mnist, sitw, wmms"), "{}", o.1);
+    assert!(
+        o.1.contains("--dataset") && o.1.contains("mnist, sitw, wmms"),
+        "{}",
+        o.1
+    );
     let o = str_out(&["--protocol", "paper", "--lr", "0.1", "--out"], &out);
     assert_eq!(o.0, Some(2), "{}", o.1);
     assert!(o.1.contains("--lr"), "{}", o.1);
