@@ -77,8 +77,34 @@ pub struct Network {
     pub sizes: Vec<usize>,
     /// Nonlinearity of the hidden layers (the output is linear).
     pub activation: Activation,
-    /// All weights and biases, layer by layer (see the module docs).
+    /// All weights and biases, layer by layer (see the module docs); with
+    /// batch normalisation, each hidden layer's scale (gamma) then shift
+    /// (beta) follow the last layer's biases.
     pub params: Vec<f32>,
+    /// BatchNorm1d after each hidden linear layer (before its activation), as
+    /// PyTorch's `nn.BatchNorm1d`; `None`: no normalisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_norm: Option<BatchNorm>,
+}
+
+/// The running statistics and constants of the BatchNorm1d layers of a
+/// [`Network`] (PyTorch's defaults: `eps = 1e-5`, `momentum = 0.1`).
+///
+/// In training mode a layer normalises its pre-activations `z` with the
+/// batch's mean and biased variance, `y = gamma (z - mean) / sqrt(var + eps) +
+/// beta`, and the running estimates move as `r = (1 - momentum) r + momentum
+/// s` (the variance with Bessel's correction, as PyTorch does); in evaluation
+/// the running estimates replace the batch's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchNorm {
+    /// Added to the variance before the square root.
+    pub eps: f32,
+    /// Weight of the newest batch in the running estimates.
+    pub momentum: f32,
+    /// Running means, the hidden layers' units concatenated.
+    pub running_mean: Vec<f32>,
+    /// Running (unbiased) variances, laid out as `running_mean`.
+    pub running_var: Vec<f32>,
 }
 
 /// Per-batch buffers, reused across steps so training does not allocate.
@@ -90,6 +116,35 @@ pub(crate) struct Workspace {
     deltas: Vec<Vec<f32>>,
     /// dL/d(input), when asked for.
     pub(crate) dx: Vec<f32>,
+    /// Batch normalisation in training mode (batch statistics) rather than
+    /// evaluation mode (running statistics).
+    pub(crate) bn_train: bool,
+    /// Per layer (hidden ones used): what batch normalisation keeps for the
+    /// backward pass and the running statistics.
+    bn: Vec<BnLayer>,
+}
+
+/// Batch-norm buffers of one hidden layer.
+#[derive(Debug, Default, Clone)]
+struct BnLayer {
+    /// The normalised pre-activations `[b, n]`.
+    xhat: Vec<f32>,
+    /// `1 / sqrt(var + eps)` per unit, of the statistics used.
+    invstd: Vec<f32>,
+    /// The batch mean per unit (training mode).
+    mean: Vec<f64>,
+    /// The batch's biased variance per unit (training mode).
+    var: Vec<f64>,
+}
+
+impl Workspace {
+    /// Buffers for training steps: batch norm (if any) uses batch statistics.
+    pub(crate) fn training() -> Self {
+        Workspace {
+            bn_train: true,
+            ..Workspace::default()
+        }
+    }
 }
 
 impl Network {
@@ -113,7 +168,192 @@ impl Network {
             sizes: sizes.to_vec(),
             activation,
             params,
+            batch_norm: None,
         }
+    }
+
+    /// A network initialised as PyTorch's `nn.Linear` does by default: weights
+    /// and biases uniform in `±1 / sqrt(fan_in)` (kaiming-uniform with `a =
+    /// sqrt(5)`), drawn layer by layer, weights first.
+    pub fn torch_default(sizes: &[usize], activation: Activation, rng: &mut Rng) -> Self {
+        let mut params = Vec::new();
+        for w in sizes.windows(2) {
+            let (n_in, n_out) = (w[0], w[1]);
+            let bound = 1.0 / (n_in as f64).sqrt();
+            params.extend((0..n_in * n_out).map(|_| rng.uniform(-bound, bound) as f32));
+            params.extend((0..n_out).map(|_| rng.uniform(-bound, bound) as f32));
+        }
+        Network {
+            sizes: sizes.to_vec(),
+            activation,
+            params,
+            batch_norm: None,
+        }
+    }
+
+    /// Adds a BatchNorm1d after every hidden layer (PyTorch's initial state:
+    /// gamma 1, beta 0, running mean 0, running variance 1, `eps = 1e-5`,
+    /// `momentum = 0.1`). A network that has one is returned as it is.
+    pub fn with_batch_norm(mut self) -> Self {
+        if self.batch_norm.is_some() {
+            return self;
+        }
+        let units: usize = self.sizes[1..self.sizes.len() - 1].iter().sum();
+        for l in 1..self.n_layers() {
+            let n = self.sizes[l];
+            self.params.extend(std::iter::repeat_n(1.0f32, n));
+            self.params.extend(std::iter::repeat_n(0.0f32, n));
+        }
+        self.batch_norm = Some(BatchNorm {
+            eps: 1e-5,
+            momentum: 0.1,
+            running_mean: vec![0.0; units],
+            running_var: vec![1.0; units],
+        });
+        self
+    }
+
+    /// Offsets of the batch-norm parameters of hidden layer `l` (1-based, `l <
+    /// n_layers()`) in `params`: (gamma, beta, end), and the offset of its
+    /// units in the running statistics. Only meaningful with batch norm.
+    pub fn bn_range(&self, l: usize) -> ((usize, usize, usize), usize) {
+        let (_, _, mut off) = self.layer_range(self.n_layers());
+        let mut unit = 0;
+        for k in 1..l {
+            off += 2 * self.sizes[k];
+            unit += self.sizes[k];
+        }
+        let n = self.sizes[l];
+        ((off, off + n, off + 2 * n), unit)
+    }
+
+    /// Moves the running statistics towards those of the last training-mode
+    /// [`Network::forward`] held in `ws` (nothing without batch norm, or after
+    /// an evaluation-mode pass).
+    pub(crate) fn update_bn_running(&mut self, ws: &Workspace, rows: usize) {
+        let nl = self.n_layers();
+        if !ws.bn_train || ws.bn.len() < nl {
+            return;
+        }
+        let offs: Vec<usize> = (1..nl).map(|l| self.bn_range(l).1).collect();
+        let Some(bn) = self.batch_norm.as_mut() else {
+            return;
+        };
+        let m = bn.momentum as f64;
+        let bessel = if rows > 1 {
+            rows as f64 / (rows - 1) as f64
+        } else {
+            1.0
+        };
+        for l in 1..nl {
+            let (mean, var) = (&ws.bn[l].mean, &ws.bn[l].var);
+            let u = offs[l - 1];
+            for j in 0..mean.len() {
+                let rm = &mut bn.running_mean[u + j];
+                *rm = ((1.0 - m) * *rm as f64 + m * mean[j]) as f32;
+                let rv = &mut bn.running_var[u + j];
+                *rv = ((1.0 - m) * *rv as f64 + m * var[j] * bessel) as f32;
+            }
+        }
+    }
+
+    /// Normalises the pre-activations `z` (`[b, n]`) of hidden layer `l` in
+    /// place (`gamma zhat + beta`), keeping what the backward pass needs.
+    fn bn_forward(&self, l: usize, z: &mut [f32], b: usize, train: bool, buf: &mut BnLayer) {
+        let Some(bn) = &self.batch_norm else {
+            return;
+        };
+        let n = self.sizes[l];
+        let ((go, bo, end), unit) = self.bn_range(l);
+        let (gamma, shift) = (&self.params[go..bo], &self.params[bo..end]);
+        let (mean, invstd): (Vec<f64>, Vec<f32>) = if train {
+            let mut mean = vec![0.0f64; n];
+            for row in z.chunks_exact(n) {
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += v as f64;
+                }
+            }
+            mean.iter_mut().for_each(|m| *m /= b as f64);
+            let mut var = vec![0.0f64; n];
+            for row in z.chunks_exact(n) {
+                for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
+                    *s += (v as f64 - m) * (v as f64 - m);
+                }
+            }
+            var.iter_mut().for_each(|s| *s /= b as f64);
+            let invstd = var
+                .iter()
+                .map(|&v| (1.0 / (v + bn.eps as f64).sqrt()) as f32)
+                .collect();
+            buf.mean = mean.clone();
+            buf.var = var;
+            (mean, invstd)
+        } else {
+            let rm = &bn.running_mean[unit..unit + n];
+            let rv = &bn.running_var[unit..unit + n];
+            (
+                rm.iter().map(|&v| v as f64).collect(),
+                rv.iter().map(|&v| 1.0 / (v + bn.eps).sqrt()).collect(),
+            )
+        };
+        let xhat = &mut buf.xhat;
+        xhat.clear();
+        xhat.resize(b * n, 0.0);
+        for (row, hrow) in z.chunks_exact_mut(n).zip(xhat.chunks_exact_mut(n)) {
+            for j in 0..n {
+                let h = ((row[j] as f64 - mean[j]) as f32) * invstd[j];
+                hrow[j] = h;
+                row[j] = gamma[j] * h + shift[j];
+            }
+        }
+        buf.invstd = invstd;
+    }
+
+    /// Turns `dy` = dL/d(batch-norm output) of hidden layer `l` into dL/dz in
+    /// place and writes the gamma and beta gradients into `grad`.
+    fn bn_backward(
+        &self,
+        l: usize,
+        dy: &mut [f32],
+        bufs: &[BnLayer],
+        train: bool,
+        grad: &mut [f32],
+    ) {
+        if self.batch_norm.is_none() {
+            return;
+        }
+        let n = self.sizes[l];
+        let b = dy.len() / n;
+        let ((go, bo, end), _) = self.bn_range(l);
+        let xhat = &bufs[l].xhat;
+        let invstd = &bufs[l].invstd;
+        let mut dgamma = vec![0.0f64; n];
+        let mut dbeta = vec![0.0f64; n];
+        for (drow, hrow) in dy.chunks_exact(n).zip(xhat.chunks_exact(n)) {
+            for j in 0..n {
+                dgamma[j] += (drow[j] * hrow[j]) as f64;
+                dbeta[j] += drow[j] as f64;
+            }
+        }
+        let gamma = &self.params[go..bo];
+        for (drow, hrow) in dy.chunks_exact_mut(n).zip(xhat.chunks_exact(n)) {
+            for j in 0..n {
+                let k = gamma[j] * invstd[j];
+                drow[j] = if train {
+                    // d/dz of gamma (z - mean(z)) / sqrt(var(z) + eps) over the batch.
+                    k * (drow[j]
+                        - (dbeta[j] / b as f64) as f32
+                        - hrow[j] * (dgamma[j] / b as f64) as f32)
+                } else {
+                    k * drow[j]
+                };
+            }
+        }
+        for j in 0..n {
+            grad[go + j] = dgamma[j] as f32;
+            grad[bo + j] = dbeta[j] as f32;
+        }
+        debug_assert_eq!(end, bo + n);
     }
 
     /// Number of layers with weights.
@@ -170,6 +410,9 @@ impl Network {
     pub(crate) fn forward(&self, x: &[f32], b: usize, ws: &mut Workspace) {
         let nl = self.n_layers();
         ws.acts.resize(nl + 1, Vec::new());
+        if self.batch_norm.is_some() {
+            ws.bn.resize(nl, BnLayer::default());
+        }
         for l in 1..=nl {
             let (n_in, n_out) = (self.sizes[l - 1], self.sizes[l]);
             let (wo, bo, end) = self.layer_range(l);
@@ -189,6 +432,9 @@ impl Network {
                 par(b * n_in * n_out),
             );
             if l < nl {
+                if self.batch_norm.is_some() {
+                    self.bn_forward(l, out, b, ws.bn_train, &mut ws.bn[l]);
+                }
                 self.activation.apply(out);
             }
         }
@@ -298,6 +544,9 @@ impl Network {
             );
             if l > 1 {
                 self.activation.backprop(&ws.acts[l - 1], &mut lower[l - 1]);
+                if self.batch_norm.is_some() {
+                    self.bn_backward(l - 1, &mut lower[l - 1], &ws.bn, ws.bn_train, grad);
+                }
             }
         }
         loss / b as f64
@@ -354,6 +603,36 @@ impl OptState {
         lr: f64,
         momentum: f64,
     ) {
+        self.apply_decayed(opt, params, grad, lr, momentum, 0.0);
+    }
+
+    /// One update with PyTorch's `weight_decay`: `weight_decay * p` is added
+    /// to every gradient (all parameters, biases included) before the
+    /// optimiser sees it, the L2-into-gradient form of `torch.optim.SGD` and
+    /// `torch.optim.Adam`. SGD keeps the velocity as `m = mu m - lr g`, `p +=
+    /// m`, which is PyTorch's `v = mu v + g`, `p -= lr v` with `m = -lr v` for a
+    /// constant learning rate.
+    pub(crate) fn apply_decayed(
+        &mut self,
+        opt: Optimizer,
+        params: &mut [f32],
+        grad: &[f32],
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    ) {
+        let decayed: Vec<f32>;
+        let grad = if weight_decay != 0.0 {
+            let wd = weight_decay as f32;
+            decayed = grad
+                .iter()
+                .zip(params.iter())
+                .map(|(&g, &p)| g + wd * p)
+                .collect();
+            &decayed[..]
+        } else {
+            grad
+        };
         self.t += 1;
         match opt {
             Optimizer::Adam => {
@@ -392,5 +671,149 @@ impl OptState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loss_of(net: &Network, x: &[f32], y: &[u32], train: bool) -> f64 {
+        let mut ws = Workspace {
+            bn_train: train,
+            ..Workspace::default()
+        };
+        net.forward(x, y.len(), &mut ws);
+        let mut g = vec![0.0; net.parameters()];
+        net.backward(x, y, 0.0, &mut ws, &mut g, false)
+    }
+
+    fn bn_net() -> (Network, Vec<f32>, Vec<u32>) {
+        let mut rng = Rng::new(7);
+        let mut net =
+            Network::torch_default(&[3, 4, 3], Activation::Relu, &mut rng).with_batch_norm();
+        // Gammas and betas away from 1 and 0, running stats away from 0 and 1,
+        // so every term of the gradient is exercised.
+        let ((go, _, end), _) = net.bn_range(1);
+        for (k, p) in net.params[go..end].iter_mut().enumerate() {
+            *p = 0.5 + 0.1 * k as f32;
+        }
+        let bn = net.batch_norm.as_mut().unwrap();
+        bn.running_mean = vec![0.1, -0.2, 0.3, 0.0];
+        bn.running_var = vec![0.5, 1.5, 2.0, 0.8];
+        let x: Vec<f32> = (0..5 * 3).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+        (net, x, vec![0, 2, 1, 1, 0])
+    }
+
+    /// Every parameter's gradient (weights, biases, gamma, beta), in training
+    /// mode (batch statistics, so the mean and variance depend on the
+    /// weights) and in evaluation mode, against central differences in f64
+    /// of the f32 loss: step 1e-2 keeps the f32 rounding of the loss
+    /// (~1e-7 relative) far below the 2e-3 tolerance while the O(h^2)
+    /// truncation of a smooth loss stays ~1e-4 (no ReLU kink is crossed
+    /// for this draw, checked by the agreement of both modes).
+    #[test]
+    fn batch_norm_gradients_match_finite_differences() {
+        let (net, x, y) = bn_net();
+        for train in [true, false] {
+            let mut ws = Workspace {
+                bn_train: train,
+                ..Workspace::default()
+            };
+            net.forward(&x, y.len(), &mut ws);
+            let mut g = vec![0.0; net.parameters()];
+            net.backward(&x, &y, 0.0, &mut ws, &mut g, false);
+            let h = 1e-2f32;
+            for i in 0..net.parameters() {
+                let mut p = net.clone();
+                p.params[i] += h;
+                let up = loss_of(&p, &x, &y, train);
+                p.params[i] -= 2.0 * h;
+                let down = loss_of(&p, &x, &y, train);
+                let fd = (up - down) / (2.0 * h as f64);
+                assert!(
+                    (fd - g[i] as f64).abs() < 2e-3,
+                    "train {train}, param {i}: backprop {} vs fd {fd}",
+                    g[i]
+                );
+            }
+        }
+    }
+
+    /// Training-mode normalisation by hand: two rows, one unit: mean 2, biased
+    /// variance 1, so zhat = -/+1/sqrt(1 + 1e-5); the running statistics move
+    /// by momentum 0.1 towards mean 2 and unbiased variance 2.
+    #[test]
+    fn batch_norm_forward_and_running_statistics_by_hand() {
+        let mut net = Network {
+            sizes: vec![1, 1, 2],
+            activation: Activation::Relu,
+            params: vec![1.0, 0.0, 1.0, -1.0, 0.0, 0.0],
+            batch_norm: None,
+        }
+        .with_batch_norm();
+        let ((go, bo, _), _) = net.bn_range(1);
+        net.params[go] = 2.0;
+        net.params[bo] = 0.5;
+        let mut ws = Workspace::training();
+        net.forward(&[1.0, 3.0], 2, &mut ws);
+        let s = 1.0 / (1.0f32 + 1e-5).sqrt();
+        // Hidden = relu(2 * (-/+ s) + 0.5); logits = (h, -h).
+        let h = [(2.0 * -s + 0.5f32).max(0.0), 2.0 * s + 0.5];
+        assert_eq!(ws.acts[2], [h[0], -h[0], h[1], -h[1]]);
+        net.update_bn_running(&ws, 2);
+        let bn = net.batch_norm.as_ref().unwrap();
+        assert!((bn.running_mean[0] - 0.2).abs() < 1e-7);
+        assert!((bn.running_var[0] - (0.9 + 0.1 * 2.0)).abs() < 1e-7);
+        // Evaluation mode uses the running statistics.
+        let logits = net.logits(&[1.0], 1);
+        let z = (1.0 - 0.2) / (1.1f32 + 1e-5).sqrt();
+        assert!((logits[0] - (2.0 * z + 0.5)).abs() < 1e-6);
+    }
+
+    /// SGD with momentum 0.5, lr 0.1, weight decay 0.1, gradient 1 on p = 1:
+    /// PyTorch's v1 = g + wd p = 1.1, p1 = 1 - 0.11 = 0.89; v2 = 0.5 * 1.1 +
+    /// (1 + 0.089) = 1.639, p2 = 0.89 - 0.1639 = 0.7261.
+    #[test]
+    fn sgd_momentum_and_weight_decay_by_hand() {
+        let mut st = OptState::new(1);
+        let mut p = [1.0f32];
+        st.apply_decayed(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5, 0.1);
+        assert!((p[0] - 0.89).abs() < 1e-6, "{}", p[0]);
+        st.apply_decayed(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5, 0.1);
+        assert!((p[0] - 0.7261).abs() < 1e-6, "{}", p[0]);
+        // Without decay the plain update is unchanged: 1 - 0.1, then - 0.15.
+        let mut st = OptState::new(1);
+        let mut p = [1.0f32];
+        st.apply(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5);
+        st.apply(Optimizer::Sgd, &mut p, &[1.0], 0.1, 0.5);
+        assert!((p[0] - 0.75).abs() < 1e-6, "{}", p[0]);
+    }
+
+    /// Adam's first step moves every parameter by lr * sign(g) (bias
+    /// corrections cancel); weight decay enters the gradient, so on p = 1
+    /// with g = -0.05 and wd = 0.1 the decayed gradient is +0.05 and p moves
+    /// down by lr, where without decay it moves up.
+    #[test]
+    fn adam_weight_decay_enters_the_gradient() {
+        let mut p = [1.0f32];
+        OptState::new(1).apply_decayed(Optimizer::Adam, &mut p, &[-0.05], 0.01, 0.0, 0.1);
+        assert!((p[0] - 0.99).abs() < 1e-6, "{}", p[0]);
+        let mut p = [1.0f32];
+        OptState::new(1).apply_decayed(Optimizer::Adam, &mut p, &[-0.05], 0.01, 0.0, 0.0);
+        assert!((p[0] - 1.01).abs() < 1e-6, "{}", p[0]);
+    }
+
+    #[test]
+    fn torch_default_init_bounds() {
+        let net = Network::torch_default(&[16, 4, 2], Activation::Sigmoid, &mut Rng::new(1));
+        let (w, b, end) = net.layer_range(1);
+        assert!(net.params[w..end].iter().all(|v| v.abs() <= 0.25));
+        assert!(
+            net.params[b..end].iter().any(|&v| v != 0.0),
+            "biases drawn too"
+        );
+        let (w2, _, e2) = net.layer_range(2);
+        assert!(net.params[w2..e2].iter().all(|v| v.abs() <= 0.5));
     }
 }

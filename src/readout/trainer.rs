@@ -115,7 +115,7 @@ impl Trainer {
             net,
             standardizer,
             opt: OptState::new(n_params),
-            ws: Workspace::default(),
+            ws: Workspace::training(),
             grad: vec![0.0; n_params],
             xbuf: Vec::new(),
             history: Vec::new(),
@@ -188,6 +188,7 @@ impl Trainer {
             want_dx,
         );
         if update {
+            self.net.update_bn_running(&self.ws, yb.len());
             self.opt.apply(
                 self.cfg.optimizer,
                 &mut self.net.params,

@@ -8,6 +8,7 @@ mod mc;
 mod models;
 mod ode;
 mod paper;
+mod protocol;
 mod readout;
 mod rng;
 mod study;
