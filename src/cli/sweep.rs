@@ -6,7 +6,7 @@ use memkin::engine::BackendChoice;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
-use memkin::readout::{ReadoutKind, TrainConfig};
+use memkin::readout::TrainConfig;
 use memkin::report::plot::{Heatmap, heatmap_png, sample_curve};
 use memkin::study::kinetics::Kinetics;
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
@@ -56,13 +56,8 @@ pub struct MergeArgs {
 /// The readout of a sweep spec: ridge (closed form, standardised features,
 /// lambda = 1) by default.
 fn readout_config(spec: &SweepSpec) -> TrainConfig {
-    let kind = match spec.readout {
-        spec::ReadoutKind::Ridge => ReadoutKind::Ridge,
-        spec::ReadoutKind::Softmax => ReadoutKind::Softmax,
-        spec::ReadoutKind::Mlp => ReadoutKind::Mlp,
-    };
     let mut cfg = TrainConfig {
-        kind,
+        kind: spec.readout,
         seed: spec.seed,
         ..TrainConfig::default()
     };

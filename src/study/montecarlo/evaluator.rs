@@ -19,7 +19,7 @@ use crate::saved_model::SavedModel;
 use crate::study::kinetics::Kinetics;
 use crate::study::plan::Point;
 use crate::study::runner::Evaluator;
-use crate::study::spec::{self, McModel, McSpec};
+use crate::study::spec::{McModel, McSpec};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -244,11 +244,7 @@ impl McEvaluator {
             }
             None => {
                 if let Some(k) = spec.readout {
-                    proto.readout.kind = match k {
-                        spec::ReadoutKind::Ridge => ReadoutKind::Ridge,
-                        spec::ReadoutKind::Softmax => ReadoutKind::Softmax,
-                        spec::ReadoutKind::Mlp => ReadoutKind::Mlp,
-                    };
+                    proto.readout.kind = k;
                 }
                 if let Some(h) = spec.hidden {
                     proto.readout.hidden = vec![h];
