@@ -19,7 +19,7 @@ use crate::saved_model::SavedModel;
 use crate::study::kinetics::Kinetics;
 use crate::study::plan::Point;
 use crate::study::runner::Evaluator;
-use crate::study::spec::{McModel, McSpec};
+use crate::study::spec::McSpec;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -202,19 +202,7 @@ impl McEvaluator {
         let mut proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
         proto.readout.seed = spec.seed;
         let device = resolve_device(spec)?;
-        let model_path = spec.model.as_ref().and_then(|m| match m {
-            McModel::File(m) => Some(m),
-            McModel::Device(_) => None,
-        });
-        let model_path = model_path.map(|m| {
-            if m.is_absolute() {
-                m.clone()
-            } else {
-                spec.path()
-                    .parent()
-                    .map_or_else(|| m.clone(), |d| d.join(m))
-            }
-        });
+        let model_path = crate::study::inputs::model_file(spec);
         let saved = model_path.as_deref().map(SavedModel::load).transpose()?;
         let split_seed = match &saved {
             Some(s) => {

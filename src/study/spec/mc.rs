@@ -1,7 +1,7 @@
 //! The Monte Carlo spec: [`McSpec`], its `[variability]` table and its
 //! `model` key (a saved readout file or a device-model table).
 
-use super::{MAX_POINTS, ModelTable, ReadoutKind, SpecFile, at, check_count};
+use super::{MAX_POINTS, MAX_SPREAD, ModelTable, ReadoutKind, SpecFile, at, check_count};
 use crate::Result;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -15,17 +15,18 @@ use std::path::{Path, PathBuf};
 ///
 /// | field | meaning | range |
 /// |---|---|---|
-/// | `sigma_alpha`, `sigma_beta` | spread of alpha, beta per device | >= 0 |
+/// | `sigma_alpha`, `sigma_beta` | spread of alpha, beta per device | 0 ..= 1e30 ([`MAX_SPREAD`](super::MAX_SPREAD); relative: times the nominal value) |
 /// | `relative` | sigmas are fractions of the nominal value | bool |
 /// | `per_channel` | one draw per channel instead of one per device | bool |
-/// | `cycle_noise` | cycle-to-cycle noise on each update | >= 0 |
-/// | `read_noise` | noise on each read-out state | >= 0 |
+/// | `cycle_noise` | cycle-to-cycle noise on each update | 0 ..= 1e30 |
+/// | `read_noise` | noise on each read-out state | 0 ..= 1e30 |
 /// | `stuck_fraction` | fraction of devices stuck at `stuck_w` | 0 ..= 1 |
 /// | `stuck_w` | the state a stuck device reports | > 0 |
 /// | `g_min`, `g_max` | conductance range of the readout weights | 0 <= g_min < g_max |
-/// | `g_noise_mean`, `g_noise_std` | programming noise on the weights | finite; std >= 0 |
+/// | `g_noise_mean`, `g_noise_std` | programming noise on the weights | magnitude <= 1e30; std >= 0 |
 /// | `quant_bits` | weight quantisation | 1 ..= 16 |
 /// | `fine_tune_epochs` | readout epochs retrained on the noisy device | >= 0 |
+/// | `sigma` | spread per parameter by name, e.g. `{ eta = 0.1, tau = 0.5 }` | 0 ..= 1e30 |
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Variability {
@@ -242,14 +243,33 @@ impl SpecFile for McSpec {
             }
         }
         for (key, v) in [("alpha", self.alpha), ("beta", self.beta)] {
-            if let Some(x) = v.filter(|x| !(x.is_finite() && *x > 0.0)) {
+            if let Some(x) = v.filter(|x| !(x.is_finite() && *x > 0.0 && *x <= MAX_SPREAD)) {
                 return Err(format!(
-                    "{}{key} = {x}: expected a finite value > 0",
+                    "{}{key} = {x}: expected 0 < {key} <= {MAX_SPREAD:e} (the kernels run in f32)",
                     at(l, key)
                 ));
             }
         }
-        self.variability.check(l)
+        self.variability.check(l)?;
+        // Relative sigmas scale the nominal values: the product must fit too.
+        if self.variability.relative == Some(true) {
+            for (key, s, nominal) in [
+                ("sigma_alpha", self.variability.sigma_alpha, self.alpha),
+                ("sigma_beta", self.variability.sigma_beta, self.beta),
+            ] {
+                if let (Some(s), Some(n)) = (s, nominal)
+                    && s * n > MAX_SPREAD
+                {
+                    let k = format!("variability.{key}");
+                    return Err(format!(
+                        "{}{k} = {s}: relative, so {s} x {n} = {:e}: expected at most {MAX_SPREAD:e} (a larger spread overflows the f32 kernels)",
+                        at(l, &k),
+                        s * n
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -263,11 +283,15 @@ impl Variability {
             }
             _ => Ok(()),
         };
+        // A spread so large that a draw overflows the f32 kernels (or the
+        // f64 sampler) would fail mid-run: refused here, naming the field.
         let nonneg = |x: f64| x >= 0.0;
-        range("sigma_alpha", self.sigma_alpha, &nonneg, "sigma_alpha >= 0")?;
-        range("sigma_beta", self.sigma_beta, &nonneg, "sigma_beta >= 0")?;
-        range("cycle_noise", self.cycle_noise, &nonneg, "cycle_noise >= 0")?;
-        range("read_noise", self.read_noise, &nonneg, "read_noise >= 0")?;
+        let spread = |x: f64| (0.0..=MAX_SPREAD).contains(&x);
+        let within = |field: &str| format!("0 <= {field} <= {MAX_SPREAD:e} (a larger spread overflows the f32 kernels)");
+        range("sigma_alpha", self.sigma_alpha, &spread, &within("sigma_alpha"))?;
+        range("sigma_beta", self.sigma_beta, &spread, &within("sigma_beta"))?;
+        range("cycle_noise", self.cycle_noise, &spread, &within("cycle_noise"))?;
+        range("read_noise", self.read_noise, &spread, &within("read_noise"))?;
         range(
             "stuck_fraction",
             self.stuck_fraction,
@@ -283,21 +307,22 @@ impl Variability {
             &|x| x > g_min,
             "g_max > g_min (and g_max > 0)",
         )?;
+        range("g_noise_std", self.g_noise_std, &spread, &within("g_noise_std"))?;
         range(
             "g_noise_mean",
             self.g_noise_mean,
-            &|_| true,
-            "a finite value",
+            &|x| x.abs() <= MAX_SPREAD,
+            &format!("|g_noise_mean| <= {MAX_SPREAD:e}"),
         )?;
-        range("g_noise_std", self.g_noise_std, &nonneg, "g_noise_std >= 0")?;
         for (name, &x) in &self.sigma {
             range(
                 &format!("sigma.{name}"),
                 Some(x),
-                &nonneg,
-                "a standard deviation >= 0",
+                &spread,
+                &format!("a standard deviation in [0, {MAX_SPREAD:e}] (a larger spread overflows the f32 kernels)"),
             )?;
         }
+        let _ = nonneg;
         if let Some(b) = self.quant_bits.filter(|b| !(1..=16).contains(b)) {
             return Err(format!(
                 "{}variability.quant_bits = {b}: expected 1 <= quant_bits <= 16",

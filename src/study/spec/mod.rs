@@ -62,6 +62,10 @@ pub use mc::{McModel, McSpec, Variability};
 /// Most points one study may plan (grid size times random draws, or draws).
 pub const MAX_POINTS: usize = 10_000_000;
 
+/// The largest spread (sigma, noise) and nominal value a Monte Carlo spec
+/// accepts: a draw `mean + sigma z` (|z| < 9) then stays far inside f32.
+pub const MAX_SPREAD: f64 = 1e30;
+
 /// A sweep's default readout: ridge (closed form).
 fn ridge() -> ReadoutKind {
     ReadoutKind::Ridge
