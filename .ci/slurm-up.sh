@@ -46,6 +46,7 @@ ReturnToService=2
 SchedulerType=sched/backfill
 MpiDefault=none
 JobRequeue=1
+MinJobAge=900
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF

@@ -6,8 +6,8 @@ use memkin::data;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{BackendChoice, Engine as _};
 use memkin::engine::{Precision, select};
-use memkin::report::progress::Progress;
 use memkin::report::output::{Outputs, check_output_dir};
+use memkin::report::progress::Progress;
 use memkin::study::montecarlo::{
     McEvaluator, McOptions, manifest_extra, resolve_device, stage_report, write_report,
 };
@@ -150,7 +150,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     });
     if let Some(m) = done {
         // Complete, and its files unchanged: only the report is redone.
-        verify_inputs(&a.out.join("manifest.json"), &m.inputs, &hash_inputs(&inputs)?)?;
+        verify_inputs(
+            &a.out.join("manifest.json"),
+            &m.inputs,
+            &hash_inputs(&inputs)?,
+        )?;
         let summary = write_report(&a.out)?;
         show(&summary, a.json);
         return Ok(());

@@ -294,17 +294,17 @@ fn stage_heatmap(
         )
     });
     let heatmap = Heatmap {
-            x: xs,
-            y: ys,
-            z: &z,
-            x_label: xn,
-            y_label: yn,
-            z_label: label,
-            log_x,
-            log_y,
-            overlay,
-            marker: marker.zip(marker_label.as_deref()),
-            title: &title,
+        x: xs,
+        y: ys,
+        z: &z,
+        x_label: xn,
+        y_label: yn,
+        z_label: label,
+        log_x,
+        log_y,
+        overlay,
+        marker: marker.zip(marker_label.as_deref()),
+        title: &title,
     };
     out.with_path(&path, |tmp| heatmap_png(tmp, &heatmap))?;
     Ok(Some(path))

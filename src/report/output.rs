@@ -663,7 +663,10 @@ pub fn check_input_file(flag: &str, path: &Path) -> Result<()> {
 /// like every memkin temporary, removed at once.
 pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
-        return Err(path_error(dir, format!("empty path: {flag} expects a directory")));
+        return Err(path_error(
+            dir,
+            format!("empty path: {flag} expects a directory"),
+        ));
     }
     let mut probe_in = dir;
     loop {
@@ -698,7 +701,10 @@ pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
         }
         Err(e) => Err(path_error(
             dir,
-            format!("cannot be written ({flag}): {} refuses new files: {e}", probe_in.display()),
+            format!(
+                "cannot be written ({flag}): {} refuses new files: {e}",
+                probe_in.display()
+            ),
         )),
     }
 }

@@ -10,6 +10,7 @@ mod ode;
 mod paper;
 mod readout;
 mod rng;
+mod safety;
 mod study;
 mod sweep;
 mod vjp;

@@ -9,7 +9,6 @@ use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::Path;
 
-
 pub(super) fn check_column_name(name: &str) -> Result<()> {
     let mut c = name.chars();
     let ok = c
@@ -172,7 +171,12 @@ pub(super) fn read_journal(
 /// Opens the journal for appending. A torn last row is cut off; a damaged
 /// file is first rewritten (atomically) with its valid rows only; a new file
 /// gets its header.
-pub(super) fn open_journal(path: &Path, header: &str, r: &JournalRead, range: &Range<usize>) -> Result<File> {
+pub(super) fn open_journal(
+    path: &Path,
+    header: &str,
+    r: &JournalRead,
+    range: &Range<usize>,
+) -> Result<File> {
     if !r.damaged.is_empty() {
         let mut text = format!("{header}\n");
         for &i in &r.order {

@@ -136,7 +136,6 @@ pub(super) fn stage_manifest(out: &mut Outputs, dir: &Path, m: &Manifest) -> Res
     out.text(&dir.join("manifest.json"), &manifest_text(m)?)
 }
 
-
 /// Makes renames and new files in `dir` durable (best effort: not every
 /// platform can sync a directory).
 pub(super) fn sync_dir(dir: &Path) {
@@ -249,7 +248,6 @@ pub(super) fn check_same_study(
     Ok(())
 }
 
-
 /// sha256 (hex) of a file's bytes, read in blocks.
 pub fn file_sha256(path: &Path) -> Result<String> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -334,7 +332,9 @@ impl Manifest {
         let bad = |e: Error| {
             Error::bad_file(
                 manifest_path,
-                format!("its recorded spec no longer parses ({e}): not a study this memkin can merge"),
+                format!(
+                    "its recorded spec no longer parses ({e}): not a study this memkin can merge"
+                ),
             )
         };
         let plan = match self.kind {

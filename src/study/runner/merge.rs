@@ -335,4 +335,3 @@ fn ranges(idx: &[usize]) -> String {
     }
     out.join(", ")
 }
-

@@ -2,8 +2,8 @@
 //! their order-keeping readers and their checks.
 
 use super::{MAX_POINTS, at, check_name};
-use serde::{Deserialize, Serialize};
 use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -148,7 +148,6 @@ pub struct RandomSpec {
     pub params: Vec<RandomParam>,
 }
 
-
 // ------------------------------------------- order-keeping table readers
 
 /// The axis as written: `{ linspace = [a, b, n] }` etc.
@@ -195,7 +194,9 @@ impl RawAxis {
     }
 }
 
-pub(super) fn de_grid<'de, D: de::Deserializer<'de>>(d: D) -> std::result::Result<Vec<GridParam>, D::Error> {
+pub(super) fn de_grid<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<GridParam>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Vec<GridParam>;

@@ -287,11 +287,33 @@ impl Variability {
         // f64 sampler) would fail mid-run: refused here, naming the field.
         let nonneg = |x: f64| x >= 0.0;
         let spread = |x: f64| (0.0..=MAX_SPREAD).contains(&x);
-        let within = |field: &str| format!("0 <= {field} <= {MAX_SPREAD:e} (a larger spread overflows the f32 kernels)");
-        range("sigma_alpha", self.sigma_alpha, &spread, &within("sigma_alpha"))?;
-        range("sigma_beta", self.sigma_beta, &spread, &within("sigma_beta"))?;
-        range("cycle_noise", self.cycle_noise, &spread, &within("cycle_noise"))?;
-        range("read_noise", self.read_noise, &spread, &within("read_noise"))?;
+        let within = |field: &str| {
+            format!("0 <= {field} <= {MAX_SPREAD:e} (a larger spread overflows the f32 kernels)")
+        };
+        range(
+            "sigma_alpha",
+            self.sigma_alpha,
+            &spread,
+            &within("sigma_alpha"),
+        )?;
+        range(
+            "sigma_beta",
+            self.sigma_beta,
+            &spread,
+            &within("sigma_beta"),
+        )?;
+        range(
+            "cycle_noise",
+            self.cycle_noise,
+            &spread,
+            &within("cycle_noise"),
+        )?;
+        range(
+            "read_noise",
+            self.read_noise,
+            &spread,
+            &within("read_noise"),
+        )?;
         range(
             "stuck_fraction",
             self.stuck_fraction,
@@ -307,7 +329,12 @@ impl Variability {
             &|x| x > g_min,
             "g_max > g_min (and g_max > 0)",
         )?;
-        range("g_noise_std", self.g_noise_std, &spread, &within("g_noise_std"))?;
+        range(
+            "g_noise_std",
+            self.g_noise_std,
+            &spread,
+            &within("g_noise_std"),
+        )?;
         range(
             "g_noise_mean",
             self.g_noise_mean,
@@ -319,7 +346,9 @@ impl Variability {
                 &format!("sigma.{name}"),
                 Some(x),
                 &spread,
-                &format!("a standard deviation in [0, {MAX_SPREAD:e}] (a larger spread overflows the f32 kernels)"),
+                &format!(
+                    "a standard deviation in [0, {MAX_SPREAD:e}] (a larger spread overflows the f32 kernels)"
+                ),
             )?;
         }
         let _ = nonneg;
@@ -332,4 +361,3 @@ impl Variability {
         Ok(())
     }
 }
-

@@ -126,7 +126,11 @@ pub struct SweepSpec {
     /// What the heatmap shows: validation accuracy (default) or test accuracy.
     pub heatmap: Option<HeatmapMetric>,
     /// Grid parameters in the spec's order (first = slowest).
-    #[serde(default, deserialize_with = "grid::de_grid", serialize_with = "grid::ser_grid")]
+    #[serde(
+        default,
+        deserialize_with = "grid::de_grid",
+        serialize_with = "grid::ser_grid"
+    )]
     pub grid: Vec<GridParam>,
     /// Random parameters.
     #[serde(default, deserialize_with = "grid::de_random")]
@@ -180,7 +184,6 @@ pub struct ModelTable {
     #[serde(default)]
     pub set: BTreeMap<String, f64>,
 }
-
 
 // ---------------------------------------------------------------- reading
 
@@ -298,7 +301,11 @@ pub(super) fn check_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-pub(super) fn check_count(key: &str, v: Option<usize>, lines: &BTreeMap<String, usize>) -> Result<(), String> {
+pub(super) fn check_count(
+    key: &str,
+    v: Option<usize>,
+    lines: &BTreeMap<String, usize>,
+) -> Result<(), String> {
     match v {
         Some(0) => Err(format!("{}{key} = 0: expected >= 1", at(lines, key))),
         _ => Ok(()),
@@ -441,4 +448,3 @@ impl SweepSpec {
         &self.path
     }
 }
-
