@@ -79,6 +79,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .map(|s| parse_size(s))
             .collect::<Result<_, _>>()?
     };
+    // Each size's memory before anything is allocated: the inputs (f32) and
+    // the features (up to f64) of every trajectory-step, and a status byte per
+    // trajectory.
+    for &n in &sizes {
+        let needed =
+            memkin::limits::product(&[n as u128, a.steps as u128, 4 + 8]).saturating_add(n as u128);
+        memkin::limits::check_memory(format!("bench: --sizes {n} x --steps {}", a.steps), needed)?;
+    }
     // The output paths checked before the work.
     let mut out = memkin::report::npy::Outputs::new();
     if let Some(dir) = &a.out {

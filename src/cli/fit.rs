@@ -173,6 +173,7 @@ fn resolve(a: &Args) -> Result<(Model, FitOptions), Error> {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     // The output paths checked before the work; the trace is an input.
+    memkin::report::output::check_input_file("--trace", &a.trace)?;
     let mut out = memkin::report::output::Outputs::new();
     out.input(&a.trace);
     if let Some(dir) = &a.out {

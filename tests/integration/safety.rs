@@ -334,7 +334,7 @@ fn mc_spreads_that_overflow_are_refused_naming_the_field() {
         assert!(e.is_user_error(), "{e}");
         let msg = e.to_string();
         assert!(
-            msg.contains(&format!("{field} =")) && msg.contains("1e30"),
+            msg.contains(&format!("{field} =")) && msg.contains("1e30") && msg.contains("f32"),
             "{rest}: {msg}"
         );
     }

@@ -326,8 +326,13 @@ pub(super) fn check_grid(
             } else {
                 format!("{} follows {}", w[1], w[0])
             };
+            let values_of = if kind == "values" {
+                "values".to_string()
+            } else {
+                format!("{kind} values")
+            };
             return Err(format!(
-                "{here}{key}: {kind} values must strictly increase ({what}): list each value once, smallest first"
+                "{here}{key}: {values_of} must strictly increase ({what}): list each value once, smallest first"
             ));
         }
         total = total.saturating_mul(g.axis.len());

@@ -245,7 +245,7 @@ impl SpecFile for McSpec {
         for (key, v) in [("alpha", self.alpha), ("beta", self.beta)] {
             if let Some(x) = v.filter(|x| !(x.is_finite() && *x > 0.0 && *x <= MAX_SPREAD)) {
                 return Err(format!(
-                    "{}{key} = {x}: expected 0 < {key} <= {MAX_SPREAD:e} (the kernels run in f32)",
+                    "{}{key} = {x:?}: expected 0 < {key} <= {MAX_SPREAD:e} (the kernels run in f32)",
                     at(l, key)
                 ));
             }
@@ -262,7 +262,7 @@ impl SpecFile for McSpec {
                 {
                     let k = format!("variability.{key}");
                     return Err(format!(
-                        "{}{k} = {s}: relative, so {s} x {n} = {:e}: expected at most {MAX_SPREAD:e} (a larger spread overflows the f32 kernels)",
+                        "{}{k} = {s:?}: relative, so {s:?} x {n:?} = {:e}: expected at most {MAX_SPREAD:e} (a larger spread overflows the f32 kernels)",
                         at(l, &k),
                         s * n
                     ));
@@ -279,7 +279,7 @@ impl Variability {
         {
             Some(x) if !(x.is_finite() && ok(x)) => {
                 let key = format!("variability.{field}");
-                Err(format!("{}{key} = {x}: expected {expected}", at(l, &key)))
+                Err(format!("{}{key} = {x:?}: expected {expected}", at(l, &key)))
             }
             _ => Ok(()),
         };
