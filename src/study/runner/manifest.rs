@@ -270,8 +270,8 @@ pub fn hash_inputs(files: &[PathBuf]) -> Result<BTreeMap<String, String>> {
     for f in files {
         let abs = f.canonicalize().map_err(|e| Error::io(f, e))?;
         let key = abs.display().to_string();
-        if !out.contains_key(&key) {
-            out.insert(key, file_sha256(&abs)?);
+        if let std::collections::btree_map::Entry::Vacant(e) = out.entry(key) {
+            e.insert(file_sha256(&abs)?);
         }
     }
     Ok(out)
