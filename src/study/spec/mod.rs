@@ -32,7 +32,7 @@
 //! | `shards` | none | shard count when only an index comes from the environment (Kubernetes' `JOB_COMPLETION_INDEX`) | >= 1 |
 //! | `val_fraction` | 0.2 | share of the training side held out (seeded, stratified; by object for voxels) to select the reported point by validation accuracy | (0, 0.5] |
 //! | `heatmap` | sweep only, `val` | what `heatmap.png` shows: `val` (validation accuracy, what the selection sees) or `test` | |
-//! | `[grid]` | sweep only | named parameter axes, crossed full factorial | |
+//! | `[grid]` | sweep only | named parameter axes, crossed full factorial | each axis strictly increasing (no repeated value) |
 //! | `[random]` | sweep only | `n` random points per grid point | `n` >= 1 |
 //! | `draws` | mc only, required | Monte Carlo draws | 1 ..= 10,000,000 |
 //! | `alpha`, `beta` | mc only, evaluator's | nominal device parameters | > 0 |
