@@ -79,6 +79,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .map(|s| parse_size(s))
             .collect::<Result<_, _>>()?
     };
+    // Each size's memory before anything is allocated: the inputs (f32) and
+    // the features (up to f64) of every trajectory-step, and a status byte per
+    // trajectory.
+    for &n in &sizes {
+        let needed =
+            memkin::limits::product(&[n as u128, a.steps as u128, 4 + 8]).saturating_add(n as u128);
+        memkin::limits::check_memory(format!("bench: --sizes {n} x --steps {}", a.steps), needed)?;
+    }
+    // The output paths checked before the work.
+    let mut out = memkin::report::npy::Outputs::new();
+    if let Some(dir) = &a.out {
+        out.plan_in_dir("--out", dir, &["bench.csv", "scaling.png"])?;
+    }
     let cfg = BenchConfig {
         min_runs: a.runs,
         min_seconds: a.min_seconds,
@@ -170,7 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "seed": a.common.seed,
     });
     if let Some(dir) = &a.out {
-        write_outputs(dir, &results)?;
+        write_outputs(dir, &results, out)?;
     }
     if a.common.json {
         print_json(&summary);
@@ -186,7 +199,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_outputs(dir: &std::path::Path, results: &[BenchResult]) -> anyhow::Result<()> {
+fn write_outputs(
+    dir: &std::path::Path,
+    results: &[BenchResult],
+    mut out: memkin::report::npy::Outputs,
+) -> anyhow::Result<()> {
     let mut csv = String::from(
         "backend,precision,trajectories,steps,seconds,steps_per_second,kernel_seconds,kernel_steps_per_second,upload_seconds,download_seconds,runs\n",
     );
@@ -207,7 +224,6 @@ fn write_outputs(dir: &std::path::Path, results: &[BenchResult]) -> anyhow::Resu
             r.runs
         ));
     }
-    let mut out = memkin::report::npy::Outputs::new();
     out.text(&dir.join("bench.csv"), &csv)?;
     // Scaling plot: steps/s against trajectories, one line per backend (log-log);
     // GPU kernel-only throughput as its own line where timestamps exist.

@@ -30,6 +30,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    // Every output path checked before the work; none may be an input.
+    let mut out = Outputs::new();
+    let data_dir = memkin::data::data_dir(a.data.data_dir.as_deref());
+    out.inputs(&memkin::study::inputs::dataset_files(
+        &a.data.dataset,
+        data_dir.as_deref(),
+    ));
+    out.input(std::path::Path::new(&a.card));
+    if let Some(d) = &a.out {
+        out.plan_in_dir("--out", d, &["cost.json", "cost.csv", "components.csv"])?;
+    }
     let card = Card::resolve(&a.card)?;
     if a.samples == 0 {
         return Err(memkin::Error::invalid("--samples", 0, "at least 1").into());
@@ -48,7 +59,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "seed": a.common.seed,
         "comparison": cmp,
     });
-    let mut out = Outputs::new();
     if let Some(d) = &a.out {
         out.text(&d.join("cost.json"), &serde_json::to_string_pretty(&json)?)?;
         out.text(&d.join("cost.csv"), &table_csv(&cmp))?;

@@ -172,6 +172,13 @@ fn resolve(a: &Args) -> Result<(Model, FitOptions), Error> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    // The output paths checked before the work; the trace is an input.
+    memkin::report::output::check_input_file("--trace", &a.trace)?;
+    let mut out = memkin::report::output::Outputs::new();
+    out.input(&a.trace);
+    if let Some(dir) = &a.out {
+        out.plan_in_dir("--out", dir, &["fit.png", "fit.json"])?;
+    }
     let (model, o) = resolve(&a)?;
     let (trace, quantity) = read_trace(&a.trace)?;
     let r = fit(&trace, &o)?;
@@ -211,22 +218,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "seed": a.common.seed,
     });
     if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
         let png = dir.join("fit.png");
-        plot_fit(&png, model, &quantity, &trace, &r)?;
+        out.with_path(&png, |tmp| plot_fit(tmp, model, &quantity, &trace, &r))?;
         summary["plot"] = serde_json::json!(png);
         let mut full = summary.clone();
         full["fitted"] = serde_json::json!(r.fitted);
         let json = dir.join("fit.json");
-        std::fs::write(&json, serde_json::to_string_pretty(&full)? + "\n").map_err(|e| {
-            Error::Io {
-                path: json.clone(),
-                source: e,
-            }
-        })?;
+        out.text(&json, &(serde_json::to_string_pretty(&full)? + "\n"))?;
+        out.commit()?;
         summary["json"] = serde_json::json!(json);
     }
     if a.common.json {

@@ -6,12 +6,16 @@ use memkin::data;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{BackendChoice, Engine as _};
 use memkin::engine::{Precision, select};
+use memkin::report::output::{Outputs, check_output_dir};
 use memkin::report::progress::Progress;
 use memkin::study::montecarlo::{
-    McEvaluator, McOptions, manifest_extra, resolve_device, write_report,
+    McEvaluator, McOptions, manifest_extra, resolve_device, stage_report, write_report,
 };
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
-use memkin::study::runner::{Study, StudyKind, merge, read_manifest, run_study, spec_sha256};
+use memkin::study::runner::{
+    Manifest, ResultsTable, Study, StudyFiles, StudyKind, hash_inputs, merge_with, read_manifest,
+    run_study_with, spec_sha256, verify_inputs,
+};
 use memkin::study::spec::{McSpec, read_spec_text};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -90,9 +94,16 @@ fn show(summary: &serde_json::Value, json: bool) {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let start = Instant::now();
+    // The report (summary.json, histograms) is committed with the complete
+    // manifest it summarises.
+    let mut summary = serde_json::Value::Null;
+    let out_dir = a.out.clone();
+    let mut finish = |t: &ResultsTable, m: &mut Manifest, out: &mut Outputs| {
+        summary = stage_report(&out_dir, m, t, out)?;
+        Ok(())
+    };
     if !a.merge.is_empty() {
-        merge(&a.merge, &a.out)?;
-        let summary = write_report(&a.out)?;
+        merge_with(&a.merge, &a.out, Some(&mut finish))?;
         show(&summary, a.json);
         return Ok(());
     }
@@ -127,18 +138,29 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let continuous = resolve_device(&spec).map_err(in_spec)?.is_some();
     let plan = Plan::monte_carlo(&spec);
+    check_output_dir("--out", &a.out)?;
+    let data_dir = data::data_dir(a.data_dir.as_deref());
+    let inputs = memkin::study::inputs::mc_files(&spec, data_dir.as_deref());
     // A finished study of this spec and shard: only the report is redone.
-    let done = read_manifest(&a.out)?.is_some_and(|m| {
+    let done = read_manifest(&a.out)?.filter(|m| {
         m.status == "complete"
             && m.spec_sha256 == spec_sha256(&text)
             && m.plan_sha256 == plan.digest()
             && m.shard.as_ref().map(|s| (s.index, s.count)) == shard
     });
-    if !done {
-        let ds = data::load(
-            &spec.dataset,
-            data::data_dir(a.data_dir.as_deref()).as_deref(),
+    if let Some(m) = done {
+        // Complete, and its files unchanged: only the report is redone.
+        verify_inputs(
+            &a.out.join("manifest.json"),
+            &m.inputs,
+            &hash_inputs(&inputs)?,
         )?;
+        let summary = write_report(&a.out)?;
+        show(&summary, a.json);
+        return Ok(());
+    }
+    {
+        let ds = data::load(&spec.dataset, data_dir.as_deref())?;
         // A continuous model runs on its own GPU driver; the map engine is then
         // unused, so it stays on the CPU (one device per process).
         let engine = select(
@@ -211,7 +233,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             progress: true,
             manifest_extra: manifest_extra(n, &info),
         };
-        let outcome = run_study(&study, &mut evaluator)?;
+        let files = StudyFiles {
+            inputs,
+            finish: Some(&mut finish),
+        };
+        let outcome = run_study_with(&study, &mut evaluator, files)?;
         if !a.json {
             eprintln!(
                 "{} draws evaluated in {:.2} s ({} done before)",
@@ -219,7 +245,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             );
         }
     }
-    let summary = write_report(&a.out)?;
     show(&summary, a.json);
     Ok(())
 }

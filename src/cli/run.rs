@@ -286,6 +286,26 @@ fn readout_name(p: &Protocol, ds: &memkin::data::Dataset) -> String {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let start = Instant::now();
+    // Every output path checked before the work; none may be an input.
+    let mut out = Outputs::new();
+    let data_dir = memkin::data::data_dir(a.data.data_dir.as_deref());
+    out.inputs(&memkin::study::inputs::dataset_files(
+        &a.data.dataset,
+        data_dir.as_deref(),
+    ));
+    if let Some(g) = &a.tune_grid {
+        out.input(g);
+    }
+    if let Some(d) = &a.out {
+        out.plan_in_dir(
+            "--out",
+            d,
+            &["report.json", "confusion.csv", "feature_maps.png"],
+        )?;
+    }
+    if let Some(m) = &a.save_model {
+        out.plan(m)?;
+    }
     let mut ds = a.data.load()?;
     if let Some(n) = a.train_subset {
         if n < 2 {
@@ -430,7 +450,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "chosen": choices,
         })),
     });
-    let mut out = Outputs::new();
     if let Some(d) = &a.out {
         out.text(
             &d.join("report.json"),

@@ -1,19 +1,21 @@
 //! `memkin sweep` and `memkin merge`: parameter sweeps, resumable and shardable.
 
 use super::{BackendArg, Common, print_json};
-use memkin::cost::card::Card;
+use memkin::cost::card::{Card, PRESETS};
 use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
 use memkin::engine::BackendChoice;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
-use memkin::readout::{ReadoutKind, TrainConfig};
-use memkin::report::npy::Outputs;
+use memkin::readout::TrainConfig;
+use memkin::report::output::{Outputs, check_output_dir};
 use memkin::report::plot::{Heatmap, heatmap_png, pareto_png, sample_curve};
 use memkin::study::kinetics::Kinetics;
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
-use memkin::study::runner::{ResultsTable, Study, StudyKind, annotate_manifest, merge, run_study};
+use memkin::study::runner::{
+    Manifest, ResultsTable, Study, StudyFiles, StudyKind, merge_with, run_study_with,
+};
 use memkin::study::spec::{self, HeatmapMetric, SweepSpec};
 use memkin::study::sweep::{Selected, SweepEvaluator, pareto_from_table, select_from_table};
 use std::path::{Path, PathBuf};
@@ -59,13 +61,8 @@ pub struct MergeArgs {
 /// The readout of a sweep spec: ridge (closed form, standardised features,
 /// lambda = 1) by default.
 fn readout_config(spec: &SweepSpec) -> TrainConfig {
-    let kind = match spec.readout {
-        spec::ReadoutKind::Ridge => ReadoutKind::Ridge,
-        spec::ReadoutKind::Softmax => ReadoutKind::Softmax,
-        spec::ReadoutKind::Mlp => ReadoutKind::Mlp,
-    };
     let mut cfg = TrainConfig {
-        kind,
+        kind: spec.readout,
         seed: spec.seed,
         ..TrainConfig::default()
     };
@@ -130,8 +127,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     )?;
     let readout = readout_config(&spec);
     readout.check()?;
+    check_output_dir("--out", &a.out)?;
 
     let dir = data::data_dir(a.data_dir.as_deref());
+    let mut inputs = memkin::study::inputs::dataset_files(&spec.dataset, dir.as_deref());
+    let card = match &spec.card {
+        Some(c) => Card::resolve_in(c, a.spec.parent()).map_err(|e| memkin::Error::Spec {
+            path: a.spec.clone(),
+            message: format!("card = {c:?}: {e}"),
+        })?,
+        None => Card::default_card(),
+    };
+    // A card file is a dependency like the dataset (a preset is compiled in).
+    if let Some(c) = &spec.card
+        && !PRESETS.iter().any(|(n, _)| n == c)
+    {
+        let p = Path::new(c);
+        inputs.push(match a.spec.parent() {
+            Some(d) if p.is_relative() => d.join(p),
+            _ => p.to_path_buf(),
+        });
+    }
     let mut ds = data::load(&spec.dataset, dir.as_deref())?;
     if let Some(n) = spec.train_subset {
         ds = ds.subsample_train(n);
@@ -153,13 +169,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .batch
         .unwrap_or_else(|| SweepEvaluator::batch_for_budget(&sides, 256 << 20));
     let (n_fit, n_val) = (sides.fit.n(), sides.val.n());
-    let card = match &spec.card {
-        Some(c) => Card::resolve_in(c, a.spec.parent()).map_err(|e| memkin::Error::Spec {
-            path: a.spec.clone(),
-            message: format!("card = {c:?}: {e}"),
-        })?,
-        None => Card::default_card(),
-    };
     let coster = PointCoster::new(
         card.clone(),
         &readout,
@@ -188,12 +197,23 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "selection": "the point with the best val_accuracy (validation side carved from the training side); test_accuracy is reported, never chosen on",
         }),
     };
-    let outcome = run_study(&study, &mut eval)?;
-    let (heatmap, selected) = if shard.is_none() {
-        finish_sweep(&a.out, &plan, spec.heatmap.unwrap_or_default())?
-    } else {
-        (None, None)
+    // Unsharded: the selection, the heatmap and the complete manifest are
+    // committed together.
+    let metric = spec.heatmap.unwrap_or_default();
+    let (mut heatmap, mut selected) = (None, None);
+    let mut finish = |t: &ResultsTable, m: &mut Manifest, out: &mut Outputs| {
+        (heatmap, selected) = stage_finish(&a.out, &plan, t, metric, m, out)?;
+        Ok(())
     };
+    let files = StudyFiles {
+        inputs,
+        finish: if shard.is_none() {
+            Some(&mut finish)
+        } else {
+            None
+        },
+    };
+    let outcome = run_study_with(&study, &mut eval, files)?;
     let summary = serde_json::json!({
         "out": outcome.dir, "results": outcome.results, "points": plan.len(),
         "shard": shard.map(|(i, n)| format!("{i}/{n}")), "range": [outcome.range.start, outcome.range.end],
@@ -233,28 +253,42 @@ fn describe_selected(plan: &Plan, s: &Selected) -> String {
 }
 
 /// Once every row of a sweep is in: the point selected on validation accuracy
-/// (recorded in the manifest as `selected`) and the heatmap.
-fn finish_sweep(
+/// (recorded in the manifest as `selected`) and the heatmap, staged in the
+/// transaction of the complete manifest.
+fn stage_finish(
     dir: &Path,
     plan: &Plan,
+    table: &ResultsTable,
     metric: HeatmapMetric,
-) -> anyhow::Result<(Option<PathBuf>, Option<Selected>)> {
-    let table = ResultsTable::read(&dir.join("results.csv"))?;
-    let selected = select_from_table(&table);
-    annotate_manifest(dir, "selected", serde_json::to_value(selected)?)?;
-    let heatmap = write_heatmap(dir, plan, &table, metric, selected.as_ref())?;
-    write_pareto(dir, &table)?;
+    m: &mut Manifest,
+    out: &mut Outputs,
+) -> memkin::Result<(Option<PathBuf>, Option<Selected>)> {
+    let selected = select_from_table(table);
+    m.extra.insert(
+        "selected".into(),
+        serde_json::to_value(selected).map_err(|e| memkin::Error::Internal(e.to_string()))?,
+    );
+    let heatmap = stage_heatmap(dir, plan, table, metric, selected.as_ref(), out)?;
+    stage_pareto(dir, table, m, out)?;
     Ok((heatmap, selected))
 }
 
 /// With cost columns: the accuracy-energy Pareto front in the manifest
 /// (`pareto`), DIR/pareto.csv and DIR/pareto.png (validation accuracy against
 /// energy per inference, every point and the front).
-fn write_pareto(dir: &Path, table: &ResultsTable) -> anyhow::Result<()> {
+fn stage_pareto(
+    dir: &Path,
+    table: &ResultsTable,
+    m: &mut Manifest,
+    out: &mut Outputs,
+) -> memkin::Result<()> {
     let Some(front) = pareto_from_table(table) else {
         return Ok(());
     };
-    annotate_manifest(dir, "pareto", serde_json::to_value(&front)?)?;
+    m.extra.insert(
+        "pareto".into(),
+        serde_json::to_value(&front).map_err(|e| memkin::Error::Internal(e.to_string()))?,
+    );
     let mut csv = String::from("index,energy_j,val_accuracy,test_accuracy\n");
     for p in &front {
         csv.push_str(&format!(
@@ -275,7 +309,6 @@ fn write_pareto(dir: &Path, table: &ResultsTable) -> anyhow::Result<()> {
     let (lo, hi) = finite
         .iter()
         .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
-    let mut out = Outputs::new();
     out.text(&dir.join("pareto.csv"), &csv)?;
     out.with_path(&dir.join("pareto.png"), |tmp| {
         pareto_png(
@@ -288,20 +321,20 @@ fn write_pareto(dir: &Path, table: &ResultsTable) -> anyhow::Result<()> {
             "validation accuracy",
         )
     })?;
-    out.commit()?;
     Ok(())
 }
 
 /// Draws DIR/heatmap.png when the plan is a 2-D grid over alpha and beta (or
 /// any two parameters): validation accuracy (or test on request), with beta =
 /// 2 sqrt(alpha) drawn and the selected point marked.
-fn write_heatmap(
+fn stage_heatmap(
     dir: &Path,
     plan: &Plan,
     table: &ResultsTable,
     metric: HeatmapMetric,
     selected: Option<&Selected>,
-) -> anyhow::Result<Option<PathBuf>> {
+    out: &mut Outputs,
+) -> memkin::Result<Option<PathBuf>> {
     let grid = plan.grid();
     if grid.len() != 2 || plan.param_names().len() != 2 {
         return Ok(None);
@@ -343,45 +376,49 @@ fn write_heatmap(
             s.val_accuracy, s.test_accuracy
         )
     });
-    heatmap_png(
-        &path,
-        &Heatmap {
-            x: xs,
-            y: ys,
-            z: &z,
-            x_label: xn,
-            y_label: yn,
-            z_label: label,
-            log_x,
-            log_y,
-            overlay,
-            marker: marker.zip(marker_label.as_deref()),
-            title: &title,
-        },
-    )?;
+    let heatmap = Heatmap {
+        x: xs,
+        y: ys,
+        z: &z,
+        x_label: xn,
+        y_label: yn,
+        z_label: label,
+        log_x,
+        log_y,
+        overlay,
+        marker: marker.zip(marker_label.as_deref()),
+        title: &title,
+    };
+    out.with_path(&path, |tmp| heatmap_png(tmp, &heatmap))?;
     Ok(Some(path))
 }
 
 pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
-    let m = merge(&a.dirs, &a.out)?;
-    // A merged sweep gets its heatmap; the plan is rebuilt from the recorded spec.
+    // The merged study's final outputs, committed with its CSV and manifest:
+    // a sweep's selection and heatmap (its plan rebuilt from the recorded
+    // spec), a Monte Carlo study's summary and histograms.
     let (mut heatmap, mut selected) = (None, None);
-    if let Some(man) = memkin::study::runner::read_manifest(&a.out)?
-        && man.kind == StudyKind::Sweep
-    {
-        // The recorded spec text is TOML or JSON; its format decides the parser.
-        let name = if man.spec.trim_start().starts_with('{') {
-            "spec.json"
-        } else {
-            "spec.toml"
-        };
-        let spec = SweepSpec::from_text(&a.out.join(name), &man.spec)?;
-        (heatmap, selected) = finish_sweep(
-            &a.out,
-            &Plan::sweep(&spec),
-            spec.heatmap.unwrap_or_default(),
-        )?;
-    }
+    let mut finish = |t: &ResultsTable, m: &mut Manifest, out: &mut Outputs| {
+        match m.kind {
+            StudyKind::Sweep => {
+                let path = a.out.join("manifest.json");
+                let plan = m.plan(&path)?;
+                let name = if m.spec.trim_start().starts_with('{') {
+                    "spec.json"
+                } else {
+                    "spec.toml"
+                };
+                let spec = SweepSpec::from_text(&a.out.join(name), &m.spec)?;
+                let metric = spec.heatmap.unwrap_or_default();
+                (heatmap, selected) = stage_finish(&a.out, &plan, t, metric, m, out)?;
+            }
+            StudyKind::MonteCarlo => {
+                memkin::study::montecarlo::stage_report(&a.out, m, t, out)?;
+            }
+        }
+        Ok(())
+    };
+    let m = merge_with(&a.dirs, &a.out, Some(&mut finish))?;
     if a.common.json {
         print_json(
             &serde_json::json!({"out": m.out, "results": m.results, "points": m.points, "shards": m.shards, "heatmap": heatmap, "selected": selected}),

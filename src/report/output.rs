@@ -266,6 +266,26 @@ impl Outputs {
         self
     }
 
+    /// Declares every file `files` lists as an input (e.g. a dataset's).
+    pub fn inputs<'p>(&mut self, files: impl IntoIterator<Item = &'p PathBuf>) -> &mut Self {
+        for f in files {
+            self.input(f);
+        }
+        self
+    }
+
+    /// Checks the directory a command writes into (`flag` names it, e.g.
+    /// `--out`) and plans `names` in it, before the work: the directory must
+    /// be a directory (or not exist yet, under a directory) that can be
+    /// written; each file is checked as [`Outputs::plan`] does.
+    pub fn plan_in_dir(&mut self, flag: &str, dir: &Path, names: &[&str]) -> Result<()> {
+        check_output_dir(flag, dir)?;
+        for n in names {
+            self.plan(&dir.join(n))?;
+        }
+        Ok(())
+    }
+
     /// Checks a target and reserves it, before the work: see the module docs
     /// for what is refused (planning one file twice is). Staging a planned
     /// target later is allowed (once).
@@ -633,6 +653,59 @@ pub fn check_input_file(flag: &str, path: &Path) -> Result<()> {
             hint: format!(" ({flag})"),
         }),
         Err(e) => Err(path_error(path, format!("cannot be read ({flag}): {e}"))),
+    }
+}
+
+/// Checks, before the work, that `dir` (what the user typed for `flag`) can
+/// be an output directory: an existing directory that can be written, or a
+/// path whose nearest existing ancestor is one (the rest is created when the
+/// outputs are committed). Writability is probed with a temporary file named
+/// like every memkin temporary, removed at once.
+pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Err(path_error(
+            dir,
+            format!("empty path: {flag} expects a directory"),
+        ));
+    }
+    let mut probe_in = dir;
+    loop {
+        match std::fs::metadata(probe_in) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) if probe_in == dir => {
+                return Err(path_error(
+                    dir,
+                    format!("is not a directory: {flag} names the directory the outputs go in"),
+                ));
+            }
+            Ok(_) => {
+                return Err(path_error(
+                    dir,
+                    format!("{} is not a directory ({flag})", probe_in.display()),
+                ));
+            }
+            Err(_) => match probe_in.parent() {
+                Some(p) if !p.as_os_str().is_empty() => probe_in = p,
+                _ => {
+                    probe_in = Path::new(".");
+                    break;
+                }
+            },
+        }
+    }
+    let probe = probe_in.join(temp_file_name("probe"));
+    match File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(path_error(
+            dir,
+            format!(
+                "cannot be written ({flag}): {} refuses new files: {e}",
+                probe_in.display()
+            ),
+        )),
     }
 }
 

@@ -8,6 +8,8 @@
 //!   fallbacks).
 //! - [`montecarlo`]: device-variability Monte Carlo (`memkin mc`): device
 //!   draws, conductance-mapped readouts, [`montecarlo::McEvaluator`], summaries.
+//! - [`inputs`]: the files a study depends on (dataset files, a saved
+//!   model), whose sha256 the manifest records.
 //! - [`runner`]: evaluator-agnostic execution: [`runner::run_study`] appends
 //!   one durable CSV row per finished point, resumes after any kill, and
 //!   [`runner::merge`] joins shard directories into one, checking they come
@@ -43,6 +45,7 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+pub mod inputs;
 pub mod kinetics;
 pub mod montecarlo;
 pub mod plan;

@@ -11,6 +11,7 @@ mod paper;
 mod protocol;
 mod readout;
 mod rng;
+mod safety;
 mod study;
 mod sweep;
 mod vjp;

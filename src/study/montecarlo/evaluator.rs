@@ -13,13 +13,13 @@ use crate::engine::gpu::GpuOdeEngine;
 use crate::engine::{Engine, RunOptions, StepNoise};
 use crate::model::integrate::Integrator;
 use crate::pipeline::{Protocol, Side, encode_protocol, evaluate_split, split_for_repeat};
-use crate::readout::{EpochReport, ReadoutKind, Trained};
+use crate::readout::{EpochReport, Trained};
 use crate::rng::Stream;
 use crate::saved_model::SavedModel;
 use crate::study::kinetics::Kinetics;
 use crate::study::plan::Point;
 use crate::study::runner::Evaluator;
-use crate::study::spec::{self, McModel, McSpec};
+use crate::study::spec::McSpec;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -167,19 +167,7 @@ impl McEvaluator {
         let mut proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
         proto.readout.seed = spec.seed;
         let device = resolve_device(spec)?;
-        let model_path = spec.model.as_ref().and_then(|m| match m {
-            McModel::File(m) => Some(m),
-            McModel::Device(_) => None,
-        });
-        let model_path = model_path.map(|m| {
-            if m.is_absolute() {
-                m.clone()
-            } else {
-                spec.path()
-                    .parent()
-                    .map_or_else(|| m.clone(), |d| d.join(m))
-            }
-        });
+        let model_path = crate::study::inputs::model_file(spec);
         let saved = model_path.as_deref().map(SavedModel::load).transpose()?;
         let split_seed = match &saved {
             Some(s) => {
@@ -209,11 +197,7 @@ impl McEvaluator {
             }
             None => {
                 if let Some(k) = spec.readout {
-                    proto.readout.kind = match k {
-                        spec::ReadoutKind::Ridge => ReadoutKind::Ridge,
-                        spec::ReadoutKind::Softmax => ReadoutKind::Softmax,
-                        spec::ReadoutKind::Mlp => ReadoutKind::Mlp,
-                    };
+                    proto.readout.kind = k;
                 }
                 if let Some(h) = spec.hidden {
                     proto.readout.hidden = vec![h];

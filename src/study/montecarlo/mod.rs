@@ -97,5 +97,5 @@ pub use evaluator::{DEFAULT_BATCH_BYTES, McEvaluator, McOptions, Nominal, accura
 pub use nonideal::{
     DeviceDraw, Nonideal, VariedParam, add_read_noise, draws_params, resolve_device, sample_devices,
 };
-pub use summary::{manifest_extra, write_report};
+pub use summary::{manifest_extra, stage_report, write_report};
 pub use training::{FINE_TUNE_DRAWS_PER_EPOCH, fine_tune_seed};

@@ -29,6 +29,20 @@ pub fn write_report(dir: &Path) -> Result<serde_json::Value> {
     let m: Manifest = read_manifest(dir)?
         .ok_or_else(|| Error::bad_file(dir, "no manifest.json: not a memkin study directory"))?;
     let table = ResultsTable::read(&dir.join(&m.results))?;
+    let mut out = crate::report::npy::Outputs::new();
+    let summary = stage_report(dir, &m, &table, &mut out)?;
+    out.commit()?;
+    Ok(summary)
+}
+
+/// Stages `summary.json` and the histograms of a study's rows in `out` (to
+/// be committed with the study's manifest); returns the summary.
+pub fn stage_report(
+    dir: &Path,
+    m: &Manifest,
+    table: &ResultsTable,
+    out: &mut crate::report::npy::Outputs,
+) -> Result<serde_json::Value> {
     let col = |name: &str| table.column(name);
     let before = col("test_accuracy").ok_or_else(|| {
         Error::bad_file(
@@ -79,7 +93,6 @@ pub fn write_report(dir: &Path) -> Result<serde_json::Value> {
         "seed": m.seed,
         "memkin_version": m.memkin_version,
     });
-    let mut out = crate::report::npy::Outputs::new();
     out.text(
         &dir.join("summary.json"),
         &format!(
@@ -98,6 +111,5 @@ pub fn write_report(dir: &Path) -> Result<serde_json::Value> {
             crate::report::plot::histogram_png(p, a, nom_tuned, &title, "test accuracy")
         })?;
     }
-    out.commit()?;
     Ok(summary)
 }
