@@ -76,7 +76,7 @@ fn bench_engine(c: &mut Criterion, name: &str, engine: &dyn Engine) {
     }
     let opts = RunOptions::default();
     for n in sizes() {
-        let (x, params) = workload(n, STEPS);
+        let (x, params) = workload(n, STEPS, 0);
         let batch = Batch::new(&x, n, STEPS, &params).expect("valid workload");
         let mut out = Features::default();
         // Allocates the output (and warms pipelines and buffers) untimed.

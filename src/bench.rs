@@ -63,10 +63,10 @@ impl Default for BenchConfig {
 }
 
 /// The benchmark workload: `n` sequences of `t` uniform inputs in [0, 1)
-/// (a fixed SplitMix64 stream) under alpha = 0.7, beta = 1.0 (the paper's learned
+/// (a SplitMix64 stream of `seed`; `memkin bench --seed`) under alpha = 0.7, beta = 1.0 (the paper's learned
 /// MNIST values: stable for x in [0, 1]).
-pub fn workload(n: usize, t: usize) -> (Vec<f32>, DeviceParams) {
-    let mut rng = crate::rng::SplitMix64::new(0x5EED);
+pub fn workload(n: usize, t: usize, seed: u64) -> (Vec<f32>, DeviceParams) {
+    let mut rng = crate::rng::SplitMix64::new(0x5EED ^ seed);
     let x = (0..n * t)
         .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
         .collect();

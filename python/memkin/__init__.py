@@ -443,15 +443,14 @@ def sweep(
     shard: Optional[str] = None,
     resume: bool = False,
     data_dir: Optional[PathLike] = None,
-    seed: int = 0,
 ) -> dict:
     """A parameter sweep (``memkin sweep SPEC --out OUT``): ``spec`` a TOML or
-    JSON file, or a dict (written as JSON). Returns ``{"results": columns of
+    JSON file, or a dict (written as JSON); its seed is the spec's ``seed``. Returns ``{"results": columns of
     results.csv, "manifest": manifest.json, "out": out}``; load the table with
     ``pandas.DataFrame(r["results"])``."""
     with tempfile.TemporaryDirectory(prefix="memkin-sweep-") as tmp:
         args = ["memkin", "sweep", _spec_path(spec, tmp), "--out", os.fspath(out),
-                "--backend", backend, "--seed", str(seed)]
+                "--backend", backend]
         args += _flags({"shard": shard, "resume": resume, "data_dir": data_dir})
         _memkin.run_cli(args)
     o = Path(out)

@@ -8,7 +8,7 @@ use memkin::engine::ode::{OdeSpec, run_ode_cpu};
 use memkin::engine::vjp::{VjpEngine, VjpOptions};
 use memkin::engine::{BackendChoice, BackendInfo, Engine, Precision, RunOptions};
 use memkin::model::Model;
-use memkin::model::integrate::{AdaptiveOptions, Integrator, PulseProtocol};
+use memkin::model::integrate::{Integrator, PulseProtocol};
 use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -399,30 +399,8 @@ fn check_size(what: &str, traj: usize, steps: usize, per_step: u128) -> Result<(
 }
 
 fn integrator_of(name: &str, model: Model, substeps: u32, rtol: f64) -> Result<Integrator, Fail> {
-    if substeps == 0 {
-        return Err(Fail::value("substeps", 0, "at least 1"));
-    }
-    if !(rtol > 0.0 && rtol < 1.0) {
-        return Err(Fail::value("rtol", rtol, "in (0, 1)"));
-    }
-    let i = match name {
-        "euler" => Integrator::Euler { substeps },
-        "heun" => Integrator::Heun { substeps },
-        "rk4" => Integrator::Rk4 { substeps },
-        "adaptive" => Integrator::Adaptive(AdaptiveOptions {
-            rtol,
-            atol: rtol * 1e-3,
-            ..AdaptiveOptions::default()
-        }),
-        "exact" => Integrator::Exact,
-        other => {
-            return Err(Fail::value(
-                "integrator",
-                format!("{other:?}"),
-                "one of euler, heun, rk4, adaptive, exact",
-            ));
-        }
-    };
+    // The library's one builder: a name means the same numerics as in the CLI.
+    let i = Integrator::from_name(name, substeps, rtol)?;
     i.check(model).map_err(|e| match e {
         memkin::Error::InvalidParameter {
             value, expected, ..

@@ -127,7 +127,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     let mut results: Vec<BenchResult> = Vec::new();
     for &n in &sizes {
-        let (x, params) = workload(n, a.steps);
+        let (x, params) = workload(n, a.steps, a.common.seed());
         let batch = Batch::new(&x, n, a.steps, &params)?;
         for (e, gpu) in &engines {
             let timing = gpu.as_ref().map(|g| {
@@ -180,7 +180,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "method": "warm-up run, then the median of repeated runs into reused output storage; each run is timed host to host (GPU synchronised inside); a step is one state w[k] produced",
         "results": results,
         "ratios": ratios,
-        "seed": a.common.seed,
+        "seed": a.common.seed(),
     });
     if let Some(dir) = &a.out {
         write_outputs(dir, &results, out)?;

@@ -30,6 +30,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    a.common
+        .refuse_seed("not used: the cost reads the first test inputs, no random choice")?;
     // Every output path checked before the work; none may be an input.
     let mut out = Outputs::new();
     let data_dir = memkin::data::data_dir(a.data.data_dir.as_deref());
@@ -56,7 +58,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let json = serde_json::json!({
         "dataset": cmp.dataset,
         "card": card,
-        "seed": a.common.seed,
         "comparison": cmp,
     });
     if let Some(d) = &a.out {

@@ -172,6 +172,9 @@ fn resolve(a: &Args) -> Result<(Model, FitOptions), Error> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    a.common.refuse_seed(
+        "not used: a fit makes no random choice (Levenberg-Marquardt from the model's defaults)",
+    )?;
     // The output paths checked before the work; the trace is an input.
     memkin::report::output::check_input_file("--trace", &a.trace)?;
     let mut out = memkin::report::output::Outputs::new();
@@ -215,7 +218,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "iterations": r.iterations,
         "evaluations": r.evaluations,
         "converged": r.converged,
-        "seed": a.common.seed,
     });
     if let Some(dir) = &a.out {
         let png = dir.join("fit.png");

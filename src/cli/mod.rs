@@ -52,9 +52,27 @@ pub struct Common {
     /// Print one JSON object on stdout (and nothing else there).
     #[arg(long)]
     pub json: bool,
-    /// Seed of every random choice (printed in every report).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of every random choice (default 0; printed in every report).
+    /// Studies take theirs from the spec's `seed` key, and commands that make
+    /// no random choice refuse it.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl Common {
+    /// The seed (default 0).
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+
+    /// Refuses `--seed` for a command where it would change nothing: `why`
+    /// says where the randomness (if any) is set instead.
+    pub fn refuse_seed(&self, why: &str) -> Result<(), memkin::Error> {
+        match self.seed {
+            Some(s) => Err(memkin::Error::invalid("--seed", s, why)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The backend flag of the commands that compute features.

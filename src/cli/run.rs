@@ -156,7 +156,7 @@ fn run_paper(a: &Args, ds: &memkin::data::Dataset) -> anyhow::Result<()> {
     let opts = PaperOptions {
         trials: a.repeats.unwrap_or(1),
         epochs: a.epochs,
-        seed: a.common.seed,
+        seed: a.common.seed(),
         device: !a.no_device,
     };
     let epochs = opts.epochs.unwrap_or(recipe.epochs);
@@ -181,7 +181,7 @@ fn run_paper(a: &Args, ds: &memkin::data::Dataset) -> anyhow::Result<()> {
         "dataset": ds.name,
         "backend": info.backend,
         "adapter": info.adapter,
-        "seed": a.common.seed,
+        "seed": a.common.seed(),
     });
     if let Some(d) = &a.out {
         let mut out = Outputs::new();
@@ -203,7 +203,7 @@ fn run_paper(a: &Args, ds: &memkin::data::Dataset) -> anyhow::Result<()> {
 /// Applies the command-line overrides to the dataset's protocol, validating them.
 fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
     let mut p = Protocol::for_dataset(name, shape);
-    p.readout.seed = a.common.seed;
+    p.readout.seed = a.common.seed();
     if let Some(r) = a.readout {
         p.readout.kind = match r {
             ReadoutArg::Ridge => ReadoutKind::Ridge,
@@ -334,7 +334,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut choices = Vec::new();
     let mut outcomes = Vec::new();
     for r in 0..proto.repeats {
-        let split = split_for_repeat(&ds, &proto, a.common.seed, r)?;
+        let split = split_for_repeat(&ds, &proto, a.common.seed(), r)?;
         progress.message(&format!("repeat {}/{}", r + 1, proto.repeats));
         let tick = |rep: &memkin::readout::EpochReport| {
             progress.inc(1);
@@ -434,7 +434,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "backend": info.backend,
         "adapter": info.adapter,
         "adapter_type": info.adapter_type,
-        "seed": a.common.seed,
+        "seed": a.common.seed(),
         "readout_config": proto.readout,
         "cost": {
             "card": card.name,
@@ -524,7 +524,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             first.beta,
             first.trained.as_ref(),
             first.test_accuracy,
-            a.common.seed,
+            a.common.seed(),
         )?;
         out.text(m, &saved)?;
     }

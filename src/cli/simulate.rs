@@ -280,7 +280,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         t,
         seconds,
         counts,
-        a.common.seed,
+        a.common.seed(),
         &a.out,
     );
     if a.common.json {
@@ -639,7 +639,7 @@ fn run_ode(a: Args, model: Model, mut out: Outputs) -> anyhow::Result<()> {
         t,
         seconds,
         counts,
-        a.common.seed,
+        a.common.seed(),
         &a.out,
     );
     let extra = serde_json::json!({

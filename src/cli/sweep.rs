@@ -76,6 +76,8 @@ fn readout_config(spec: &SweepSpec) -> TrainConfig {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    a.common
+        .refuse_seed("not used: a sweep's seed is its spec's `seed` key (a study's identity)")?;
     // Everything that can be wrong with the spec fails here, before any work.
     let spec = SweepSpec::from_path(&a.spec)?;
     let spec_text = spec::read_spec_text(&a.spec)?;

@@ -375,3 +375,46 @@ fn permuting_the_test_labels_does_not_change_the_tune_choice() {
     );
     assert_eq!(again, honest);
 }
+
+/// `--seed` is honoured or refused, never ignored: a sweep's seed is its
+/// spec's, fit and cost make no random choice, bench's workload follows it.
+#[test]
+fn seed_is_honoured_or_refused_never_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("s.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let out = tmp.path().join("o");
+    for args in [
+        vec![
+            "sweep",
+            spec.to_str().unwrap(),
+            "--seed",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec!["cost", "--seed", "5"],
+        vec![
+            "fit",
+            "--trace",
+            "examples/traces/synthetic_ddk.csv",
+            "--model",
+            "ddk-ode",
+            "--seed",
+            "5",
+        ],
+    ] {
+        let o = memkin(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--seed") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+    assert!(!out.exists());
+    let (a, _) = memkin::bench::workload(64, 8, 0);
+    let (b, _) = memkin::bench::workload(64, 8, 1);
+    assert_eq!(a, memkin::bench::workload(64, 8, 0).0);
+    assert_ne!(a, b, "bench --seed changes the workload");
+}
