@@ -48,5 +48,6 @@ pub mod report;
 pub mod rng;
 pub mod saved_model;
 pub mod study;
+pub mod text;
 
 pub use error::{Error, Result};

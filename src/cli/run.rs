@@ -77,7 +77,7 @@ pub struct Args {
     /// Baseline: train the same readout on the raw inputs, without the kinetics layer.
     #[arg(long)]
     no_device: bool,
-    /// Seeded splits to evaluate (default: 5 for wmms, sitw, modelnet10; 1 otherwise).
+    /// Seeded splits to evaluate (default: 5 for wmms, sitw, modelnet10 and text; 1 otherwise).
     #[arg(long)]
     repeats: Option<usize>,
     /// Use only the first N training samples (quick studies).
@@ -97,6 +97,54 @@ pub struct Args {
     /// Save the trained readout and device parameters (JSON) for `memkin mc`.
     #[arg(long)]
     save_model: Option<PathBuf>,
+    /// The --dataset CSV holds text (label, text columns): train the text
+    /// network through the device as for agnews (docs/text.md).
+    #[arg(long)]
+    text: bool,
+}
+
+/// `--dataset agnews` or `--text`: the text network (src/cli/text.rs). The
+/// flags of the feature readouts do not apply there and are refused.
+fn run_text(a: Args) -> anyhow::Result<()> {
+    let unused = [
+        ("--readout", a.readout.is_some()),
+        ("--hidden", a.hidden.is_some()),
+        ("--activation", a.activation.is_some()),
+        ("--l2", a.l2.is_some()),
+        ("--alpha", a.alpha.is_some()),
+        ("--beta", a.beta.is_some()),
+        ("--learn-device", a.learn_device),
+        ("--tune", a.tune),
+        ("--save-model", a.save_model.is_some()),
+    ];
+    if let Some((flag, _)) = unused.iter().find(|(_, given)| *given) {
+        return Err(Error::invalid(
+            *flag,
+            "given",
+            "not used by the text network (alpha and beta are always learned there; see docs/text.md)",
+        )
+        .into());
+    }
+    let d = memkin::text::train::Settings::default();
+    let settings = memkin::text::train::Settings {
+        device: !a.no_device,
+        epochs: a.epochs.unwrap_or(d.epochs),
+        patience: a.patience.unwrap_or(d.patience),
+        batch: a.batch_size.unwrap_or(d.batch),
+        lr: a.lr.unwrap_or(d.lr),
+        train_subset: a.train_subset,
+        seed: a.common.seed,
+        ..d
+    };
+    super::text::run(super::text::TextArgs {
+        dataset: a.data.dataset,
+        data_dir: a.data.data_dir,
+        backend: a.backend.backend,
+        settings,
+        repeats: a.repeats.unwrap_or(5),
+        out: a.out,
+        json: a.common.json,
+    })
 }
 
 /// Applies the command-line overrides to the dataset's protocol, validating them.
@@ -194,6 +242,9 @@ fn readout_name(p: &Protocol) -> String {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.text || a.data.dataset.eq_ignore_ascii_case("agnews") {
+        return run_text(a);
+    }
     let start = Instant::now();
     let mut ds = a.data.load()?;
     if let Some(n) = a.train_subset {

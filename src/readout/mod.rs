@@ -38,6 +38,7 @@
 mod config;
 mod metrics;
 mod net;
+pub(crate) use net::OptState;
 mod ridge;
 
 mod standardize;
