@@ -291,9 +291,53 @@ pub fn split_seed(seed: u64, r: usize) -> u64 {
     splitmix64_mix(seed.wrapping_add(0x5EED_0000 + r as u64))
 }
 
-/// Runs split `r` of `data`: a stratified `test_fraction` test side, the
+/// The rows and the vocabulary of one split.
+#[derive(Debug, Clone)]
+pub struct SplitRows {
+    /// Training rows (validation excluded).
+    pub fit: Vec<usize>,
+    /// Validation rows (carved from the training side).
+    pub val: Vec<usize>,
+    /// Test rows.
+    pub test: Vec<usize>,
+    /// The vocabulary of the training side (fit and validation) alone.
+    pub vocab: Vocab,
+}
+
+/// Split `r` of `data`: a stratified `test_fraction` test side, the
 /// vocabulary from the training side alone, a stratified `val_fraction`
-/// validation side from the training side, training, and the test score.
+/// validation side from the training side.
+pub fn split_rows(data: &TextData, s: &Settings, r: usize) -> Result<SplitRows> {
+    let seed = split_seed(s.seed, r);
+    let classes = data.classes.len();
+    let (mut train_rows, test) = stratified_split(&data.labels, classes, s.test_fraction, seed);
+    if let Some(n) = s.train_subset.filter(|&n| n < train_rows.len()) {
+        let labels: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
+        let drop = 1.0 - n as f64 / train_rows.len() as f64;
+        let (keep, _) = stratified_split(&labels, classes, drop, seed ^ 1);
+        train_rows = keep.iter().map(|&i| train_rows[i]).collect();
+    }
+    let vocab = Vocab::build(train_rows.iter().map(|&i| data.texts[i].as_slice()), s.vocab);
+    let train_labels: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
+    let (fit_i, val_i) = stratified_split(&train_labels, classes, s.val_fraction, seed ^ 2);
+    let fit: Vec<usize> = fit_i.iter().map(|&i| train_rows[i]).collect();
+    let val: Vec<usize> = val_i.iter().map(|&i| train_rows[i]).collect();
+    if fit.is_empty() || val.is_empty() || test.is_empty() {
+        return Err(Error::invalid(
+            "samples",
+            data.len(),
+            "enough for non-empty training, validation and test sides",
+        ));
+    }
+    Ok(SplitRows {
+        fit,
+        val,
+        test,
+        vocab,
+    })
+}
+
+/// Runs split `r` of `data` ([`split_rows`]): training, and the test score.
 pub fn run_split(
     data: &TextData,
     s: &Settings,
@@ -304,25 +348,12 @@ pub fn run_split(
     s.check()?;
     let seed = split_seed(s.seed, r);
     let classes = data.classes.len();
-    let (mut train_rows, test_rows) = stratified_split(&data.labels, classes, s.test_fraction, seed);
-    if let Some(n) = s.train_subset.filter(|&n| n < train_rows.len()) {
-        let labels: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
-        let keep = 1.0 - n as f64 / train_rows.len() as f64;
-        let (sub, _) = stratified_split(&labels, classes, keep, seed ^ 1);
-        train_rows = sub.iter().map(|&i| train_rows[i]).collect();
-    }
-    let vocab = Vocab::build(train_rows.iter().map(|&i| data.texts[i].as_slice()), s.vocab);
-    let train_labels: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
-    let (fit_i, val_i) = stratified_split(&train_labels, classes, s.val_fraction, seed ^ 2);
-    let fit_rows: Vec<usize> = fit_i.iter().map(|&i| train_rows[i]).collect();
-    let val_rows: Vec<usize> = val_i.iter().map(|&i| train_rows[i]).collect();
-    if fit_rows.is_empty() || val_rows.is_empty() || test_rows.is_empty() {
-        return Err(Error::invalid(
-            "samples",
-            data.len(),
-            "enough for non-empty training, validation and test sides",
-        ));
-    }
+    let SplitRows {
+        fit: fit_rows,
+        val: val_rows,
+        test: test_rows,
+        vocab,
+    } = split_rows(data, s, r)?;
     let t = s.tokens;
     let fit = Encoded::new(data, &fit_rows, &vocab, t);
     let val = Encoded::new(data, &val_rows, &vocab, t);

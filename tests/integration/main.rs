@@ -12,4 +12,5 @@ mod readout;
 mod rng;
 mod study;
 mod sweep;
+mod text;
 mod vjp;
