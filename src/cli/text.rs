@@ -67,7 +67,11 @@ pub fn run(a: TextArgs) -> anyhow::Result<()> {
     };
     let info = fwd.info();
     let s = &a.settings;
-    let kind = if s.device { "DDK" } else { "no-device baseline" };
+    let kind = if s.device {
+        "DDK"
+    } else {
+        "no-device baseline"
+    };
     let progress = Progress::new(
         &format!("{} ({kind})", data.name),
         (a.repeats * s.epochs) as u64,

@@ -417,12 +417,7 @@ fn status(data_dir: Option<&Path>, hash: bool) -> Vec<DatasetStatus> {
                 files,
                 loadable: ds.is_some(),
                 problems,
-                hint: ds
-                    .map_or(
-                        AGNEWS_HOW,
-                        |d| d.how_to_obtain(),
-                    )
-                    .to_string(),
+                hint: ds.map_or(AGNEWS_HOW, |d| d.how_to_obtain()).to_string(),
             }
         })
         .collect();

@@ -363,7 +363,15 @@ impl OptState {
                 // lr * mhat / (sqrt(vhat) + eps), with the corrections folded in.
                 let step = (lr * c2.sqrt() / c1) as f32;
                 let eps_hat = (eps as f64 * c2.sqrt()) as f32;
-                adam_update(params, grad, &mut self.m, &mut self.v, (b1, b2), step, eps_hat);
+                adam_update(
+                    params,
+                    grad,
+                    &mut self.m,
+                    &mut self.v,
+                    (b1, b2),
+                    step,
+                    eps_hat,
+                );
             }
             Optimizer::Sgd => {
                 let (lr, mu) = (lr as f32, momentum as f32);

@@ -188,7 +188,9 @@ impl TextNet {
         let mut dense = Vec::with_capacity(shape.dense_len());
         for (fan_in, fan_out) in [(shape.dim, shape.hidden), (shape.hidden, shape.classes)] {
             let k = 1.0 / (fan_in as f64).sqrt();
-            dense.extend((0..fan_in * fan_out + fan_out).map(|_| ((2.0 * rng.next_f64() - 1.0) * k) as f32));
+            dense.extend(
+                (0..fan_in * fan_out + fan_out).map(|_| ((2.0 * rng.next_f64() - 1.0) * k) as f32),
+            );
         }
         let alpha = 0.01 + 0.99 * rng.next_f64();
         let beta = 0.01 + 0.99 * rng.next_f64();
@@ -246,7 +248,11 @@ impl TextNet {
         assert_eq!(tokens.len() % t, 0, "tokens are [B, T]");
         let b = tokens.len() / t;
         if let Some(&bad) = tokens.iter().find(|&&v| v as usize >= s.vocab) {
-            return Err(Error::invalid("token id", bad, format!("below the vocabulary size {}", s.vocab)));
+            return Err(Error::invalid(
+                "token id",
+                bad,
+                format!("below the vocabulary size {}", s.vocab),
+            ));
         }
         cache.b = b;
         cache.tokens.clear();
@@ -278,7 +284,12 @@ impl TextNet {
             let batch = Batch::new(&cache.x, b * d, t, &params)?;
             let opts = RunOptions::default();
             eng.forward.run_into(&batch, &opts, &mut cache.states)?;
-            if let Some(i) = cache.states.status.iter().position(|&v| Status::from_code(v) != Status::Ok) {
+            if let Some(i) = cache
+                .states
+                .status
+                .iter()
+                .position(|&v| Status::from_code(v) != Status::Ok)
+            {
                 return Err(Error::invalid(
                     "beta",
                     self.beta,
@@ -325,7 +336,12 @@ impl TextNet {
         cache
             .a
             .par_chunks_mut(t * h)
-            .zip(cache.pooled.par_chunks_mut(h).zip(cache.argmax.par_chunks_mut(h)))
+            .zip(
+                cache
+                    .pooled
+                    .par_chunks_mut(h)
+                    .zip(cache.argmax.par_chunks_mut(h)),
+            )
             .for_each(|(a, (m, arg))| {
                 a.iter_mut().for_each(|v| *v = v.tanh());
                 m.fill(f32::NEG_INFINITY);
@@ -354,7 +370,13 @@ impl TextNet {
     /// Backward pass after [`TextNet::forward`] on the same batch: the gradient
     /// of the mean softmax cross-entropy against `labels` into `grads`; returns
     /// that mean loss.
-    pub fn backward(&self, eng: &Engines, labels: &[u32], cache: &mut Cache, grads: &mut Grads) -> Result<f64> {
+    pub fn backward(
+        &self,
+        eng: &Engines,
+        labels: &[u32],
+        cache: &mut Cache,
+        grads: &mut Grads,
+    ) -> Result<f64> {
         let s = self.shape;
         let (t, d, h, c) = (s.tokens, s.dim, s.hidden, s.classes);
         let b = cache.b;
@@ -431,7 +453,13 @@ impl TextNet {
         let dx = if self.device {
             let params = self.params()?;
             let batch = Batch::new(&cache.x, b * d, t, &params)?;
-            eng.reverse.vjp_into(&batch, &cache.states.w, &ds, &VjpOptions::default(), &mut cache.vjp)?;
+            eng.reverse.vjp_into(
+                &batch,
+                &cache.states.w,
+                &ds,
+                &VjpOptions::default(),
+                &mut cache.vjp,
+            )?;
             grads.alpha = cache.vjp.grad_alpha[0];
             grads.beta = cache.vjp.grad_beta[0];
             let gx = &mut cache.vjp.grad_x;
@@ -471,12 +499,21 @@ impl TextNet {
 
     /// Predicted classes and the mean loss of `tokens` (`[N, T]`) against
     /// `labels`, in batches of `batch` samples.
-    pub fn evaluate(&self, eng: &Engines, tokens: &[u32], labels: &[u32], batch: usize) -> Result<(Vec<u32>, f64)> {
+    pub fn evaluate(
+        &self,
+        eng: &Engines,
+        tokens: &[u32],
+        labels: &[u32],
+        batch: usize,
+    ) -> Result<(Vec<u32>, f64)> {
         let (t, c) = (self.shape.tokens, self.shape.classes);
         let mut cache = Cache::default();
         let mut pred = Vec::with_capacity(labels.len());
         let mut loss = 0.0f64;
-        for (toks, ys) in tokens.chunks(batch.max(1) * t).zip(labels.chunks(batch.max(1))) {
+        for (toks, ys) in tokens
+            .chunks(batch.max(1) * t)
+            .zip(labels.chunks(batch.max(1)))
+        {
             self.forward(eng, toks, &mut cache)?;
             for (row, &y) in cache.logits.chunks_exact(c).zip(ys) {
                 let m = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));

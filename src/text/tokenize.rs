@@ -54,10 +54,7 @@ pub fn clean(text: &str) -> String {
 
 /// The word tokens of `text`: [`clean`], then split on white space.
 pub fn tokenize(text: &str) -> Vec<String> {
-    clean(text)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    clean(text).split_whitespace().map(str::to_string).collect()
 }
 
 #[cfg(test)]

@@ -88,7 +88,11 @@ impl Settings {
         pos("embedding dimension", self.dim)?;
         pos("hidden width", self.hidden)?;
         if self.tokens < 2 {
-            return Err(Error::invalid("tokens per sample", self.tokens, "at least 2"));
+            return Err(Error::invalid(
+                "tokens per sample",
+                self.tokens,
+                "at least 2",
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::invalid("--lr", self.lr, "finite and > 0"));
@@ -184,7 +188,10 @@ pub fn train(
     let mut best: Option<(f64, TextNet)> = None;
     let mut since_best = 0;
     for epoch in 1..=s.epochs {
-        Rng::new(splitmix64_mix(s.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9))).shuffle(&mut order);
+        Rng::new(splitmix64_mix(
+            s.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
+        ))
+        .shuffle(&mut order);
         let mut loss_sum = 0.0;
         let mut batches = 0;
         for chunk in order.chunks(s.batch) {
@@ -317,7 +324,10 @@ pub fn split_rows(data: &TextData, s: &Settings, r: usize) -> Result<SplitRows> 
         let (keep, _) = stratified_split(&labels, classes, drop, seed ^ 1);
         train_rows = keep.iter().map(|&i| train_rows[i]).collect();
     }
-    let vocab = Vocab::build(train_rows.iter().map(|&i| data.texts[i].as_slice()), s.vocab);
+    let vocab = Vocab::build(
+        train_rows.iter().map(|&i| data.texts[i].as_slice()),
+        s.vocab,
+    );
     let train_labels: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
     let (fit_i, val_i) = stratified_split(&train_labels, classes, s.val_fraction, seed ^ 2);
     let fit: Vec<usize> = fit_i.iter().map(|&i| train_rows[i]).collect();
@@ -358,8 +368,16 @@ pub fn run_split(
     let fit = Encoded::new(data, &fit_rows, &vocab, t);
     let val = Encoded::new(data, &val_rows, &vocab, t);
     let test = Encoded::new(data, &test_rows, &vocab, t);
-    let real = test.tokens.iter().filter(|&&v| v != super::vocab::PAD).count();
-    let unk = test.tokens.iter().filter(|&&v| v == super::vocab::UNK).count();
+    let real = test
+        .tokens
+        .iter()
+        .filter(|&&v| v != super::vocab::PAD)
+        .count();
+    let unk = test
+        .tokens
+        .iter()
+        .filter(|&&v| v == super::vocab::UNK)
+        .count();
     let shape = Shape {
         vocab: s.vocab,
         dim: s.dim,
@@ -377,7 +395,9 @@ pub fn run_split(
         .map(|h| h.epoch)
         .next()
         .unwrap_or(0);
-    let val_accuracy = history.get(best.saturating_sub(1)).map_or(0.0, |h| h.val_accuracy);
+    let val_accuracy = history
+        .get(best.saturating_sub(1))
+        .map_or(0.0, |h| h.val_accuracy);
     let cm = confusion_matrix(&pred, &test.labels, classes);
     Ok(SplitResult {
         split: r,

@@ -108,12 +108,18 @@ fn gradient_check(device: bool) {
         m.beta -= h;
         let fd = (loss(&p, &eng, &toks, &ys) - loss(&m, &eng, &toks, &ys)) / (2.0 * h);
         check("beta".into(), fd, g.beta);
-        assert!(g.alpha.abs() > 1e-3 && g.beta.abs() > 1e-3, "the device parameters carry gradient");
+        assert!(
+            g.alpha.abs() > 1e-3 && g.beta.abs() > 1e-3,
+            "the device parameters carry gradient"
+        );
     } else {
         assert_eq!((g.alpha, g.beta), (0.0, 0.0));
     }
     assert!(checked > 70);
-    assert!(largest > 1e-2, "the embedding gradient is not negligible ({largest})");
+    assert!(
+        largest > 1e-2,
+        "the embedding gradient is not negligible ({largest})"
+    );
 }
 
 #[test]
@@ -143,12 +149,28 @@ fn vocabulary_comes_from_the_training_split_only() {
     // PAD, UNK, common, word0, word1 and the 32 training samples' own words.
     assert_eq!(v.len(), 2 + 3 + 32);
     for &i in &split.test {
-        assert_eq!(v.id(&format!("only{i}")), UNK, "only{i} is only in the test split");
+        assert_eq!(
+            v.id(&format!("only{i}")),
+            UNK,
+            "only{i} is only in the test split"
+        );
     }
     for &i in split.fit.iter().chain(&split.val) {
-        assert_ne!(v.id(&format!("only{i}")), UNK, "only{i} is in the training split");
+        assert_ne!(
+            v.id(&format!("only{i}")),
+            UNK,
+            "only{i} is in the training split"
+        );
     }
     let enc = Encoded::new(&data, &split.test, v, 4);
     assert_eq!(enc.tokens.len(), split.test.len() * 4);
-    assert_eq!(&enc.tokens[0..4], &[v.id("common"), v.id(&format!("word{}", data.labels[split.test[0]])), UNK, PAD]);
+    assert_eq!(
+        &enc.tokens[0..4],
+        &[
+            v.id("common"),
+            v.id(&format!("word{}", data.labels[split.test[0]])),
+            UNK,
+            PAD
+        ]
+    );
 }
