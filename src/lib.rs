@@ -18,6 +18,8 @@
 //!   `gpu` backend.
 //! - [`data`], [`encode`], [`readout`], [`study`], [`report`]: datasets, encoders,
 //!   readouts, sweeps / Monte Carlo, and outputs.
+//! - [`text`]: the AG News text network, its word embedding trained through
+//!   the device by reverse mode ([`engine::vjp`]).
 //!
 //! ```
 //! use memkin::batch::{Batch, DeviceParams};

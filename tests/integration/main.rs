@@ -14,3 +14,4 @@ mod study;
 mod sweep;
 mod text;
 mod vjp;
+mod vjp_cli;

@@ -174,3 +174,209 @@ fn vocabulary_comes_from_the_training_split_only() {
         ]
     );
 }
+
+fn memkin_run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_memkin"))
+        .args(["run", "--backend", "cpu"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A small two-class text CSV: class 1 about sport words, class 2 about money.
+fn toy_csv(path: &std::path::Path) {
+    let mut s = String::from("label,text\n");
+    for i in 0..30 {
+        s.push_str(&format!("1,\"the team won the match, goal {i}\"\n"));
+        s.push_str(&format!("2,\"the bank raised rates; shares fell {i}\"\n"));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn run_text_csv_writes_report_with_splits_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("toy.csv");
+    toy_csv(&csv);
+    let out = dir.path().join("out");
+    let o = memkin_run(&[
+        "--dataset",
+        csv.to_str().unwrap(),
+        "--text",
+        "--repeats",
+        "2",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("test accuracy"), "{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["dataset"], "toy");
+    assert_eq!(r["n_rows"], 60);
+    assert_eq!(r["repeats"], 2);
+    assert_eq!(r["splits"].as_array().unwrap().len(), 2);
+    assert_eq!(r["n_test"], 12);
+    // 8000 x 300 embedding + 300*128 + 128 + 128*2 + 2, + alpha and beta.
+    assert_eq!(
+        r["parameters"],
+        8000 * 300 + 300 * 128 + 128 + 128 * 2 + 2 + 2
+    );
+    assert_eq!(r["operations"], 64 * 300 * 128 + 128 * 2);
+    assert_eq!(r["device_steps"], 300 * 63);
+    // The vocabulary of the toy training split is small: PAD, UNK and its words.
+    assert!(r["splits"][0]["vocab"].as_u64().unwrap() < 60);
+    for s in r["splits"].as_array().unwrap() {
+        let (a, b) = (s["alpha"].as_f64().unwrap(), s["beta"].as_f64().unwrap());
+        assert!(
+            a >= 0.01 && b > 0.0 && b <= 0.95 * 2.0 * a.sqrt() + 1e-9,
+            "{a} {b}"
+        );
+    }
+    let confusion = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    assert!(
+        confusion.starts_with("true\\predicted,1,2\n"),
+        "{confusion}"
+    );
+}
+
+#[test]
+fn run_text_bad_input_exits_2_with_one_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = d.join("toy.csv");
+    toy_csv(&good);
+    let short = d.join("short.csv");
+    std::fs::write(&short, "1,a b\n2\n").unwrap();
+    let one = d.join("one.csv");
+    std::fs::write(&one, "1,a b\n1,c d\n").unwrap();
+    let out = d.join("out");
+    let (g, s, o1, missing) = (
+        good.to_str().unwrap(),
+        short.to_str().unwrap(),
+        one.to_str().unwrap(),
+        d.join("nope.csv"),
+    );
+    let empty_data = d.join("empty");
+    std::fs::create_dir(&empty_data).unwrap();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--dataset", s, "--text"],
+            vec!["short.csv", "row 2", "label,text"],
+        ),
+        (
+            vec!["--dataset", o1, "--text"],
+            vec!["one.csv", "at least 2"],
+        ),
+        (
+            vec!["--dataset", missing.to_str().unwrap(), "--text"],
+            vec!["nope.csv"],
+        ),
+        (
+            vec!["--dataset", g, "--text", "--epochs", "0"],
+            vec!["--epochs", "at least 1"],
+        ),
+        (
+            vec!["--dataset", g, "--text", "--lr", "0"],
+            vec!["--lr", "> 0"],
+        ),
+        (
+            vec!["--dataset", g, "--text", "--tune"],
+            vec!["--tune", "text network"],
+        ),
+        (
+            vec!["--dataset", g, "--text", "--repeats", "0"],
+            vec!["--repeats"],
+        ),
+        (
+            vec![
+                "--dataset",
+                "agnews",
+                "--data-dir",
+                empty_data.to_str().unwrap(),
+            ],
+            vec!["agnews/test.csv"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let mut args = args.clone();
+        args.extend(["--out", out.to_str().unwrap()]);
+        let o = memkin_run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: {err} lacks {n}");
+        }
+        assert!(!out.exists(), "{args:?} wrote output");
+    }
+}
+
+/// The network's gradients with the kinetics on the GPU (forward and reverse
+/// WGSL kernels) against the CPU f32 engines. Both compute the DDK states and
+/// the adjoint in f32 with the same formulas; the GPU's division and the
+/// order of operations differ by a few ulp per step (the kernel parity tests
+/// bound the states to Tolerance::F32_VS_F64, 3e-5 relative), and the Linear
+/// layers and the rest run on the same CPU code. The gradients inherit that:
+/// 1e-3 relative + 1e-5 absolute leaves margin for the 64-step adjoint sums,
+/// and a max-pool tie broken differently (not expected with random weights)
+/// would show as an O(1e-2) difference.
+#[test]
+#[cfg_attr(skip_gpu, ignore = "no GPU driver at build time (build.rs)")]
+fn network_gradients_on_the_gpu_match_the_cpu() {
+    use memkin::engine::gpu::GpuVjpEngine;
+    let shape = Shape {
+        vocab: 50,
+        dim: 16,
+        tokens: 12,
+        hidden: 8,
+        classes: 4,
+    };
+    let net = TextNet::new(shape, true, 3);
+    let mut rng = memkin::rng::Rng::new(5);
+    let b = 70; // 70 x 16 = 1120 trajectories
+    let toks: Vec<u32> = (0..b * shape.tokens)
+        .map(|_| rng.below(50) as u32)
+        .collect();
+    let ys: Vec<u32> = (0..b).map(|_| rng.below(4) as u32).collect();
+    let grads = |eng: &Engines| {
+        let mut cache = Cache::default();
+        let mut g = Grads::default();
+        net.forward(eng, &toks, &mut cache).unwrap();
+        let l = net.backward(eng, &ys, &mut cache, &mut g).unwrap();
+        (l, g)
+    };
+    let (cf, cr) = (
+        CpuEngine::new(Precision::F32),
+        CpuEngine::new(Precision::F32),
+    );
+    let (lc, gc) = grads(&Engines {
+        forward: &cf,
+        reverse: &cr,
+    });
+    let gf = super::common::gpu_engine();
+    let gr = GpuVjpEngine::new(super::common::gpu_context()).unwrap();
+    let (lg, gg) = grads(&Engines {
+        forward: &gf,
+        reverse: &gr,
+    });
+    assert!((lc - lg).abs() <= 1e-5 * lc.abs(), "loss {lc} vs {lg}");
+    assert_eq!(gc.rows, gg.rows);
+    let close = |what: &str, a: f64, b: f64| {
+        assert!(
+            (a - b).abs() <= 1e-5 + 1e-3 * a.abs().max(b.abs()),
+            "{what}: cpu {a:e} gpu {b:e}"
+        );
+    };
+    for (i, (a, b)) in gc.embedding.iter().zip(&gg.embedding).enumerate() {
+        close(&format!("embedding grad {i}"), *a as f64, *b as f64);
+    }
+    for (i, (a, b)) in gc.dense.iter().zip(&gg.dense).enumerate() {
+        close(&format!("dense grad {i}"), *a as f64, *b as f64);
+    }
+    close("alpha", gc.alpha, gg.alpha);
+    close("beta", gc.beta, gg.beta);
+}
