@@ -363,14 +363,25 @@ impl OptState {
                 // lr * mhat / (sqrt(vhat) + eps), with the corrections folded in.
                 let step = (lr * c2.sqrt() / c1) as f32;
                 let eps_hat = (eps as f64 * c2.sqrt()) as f32;
-                adam_update(
-                    params,
-                    grad,
-                    &mut self.m,
-                    &mut self.v,
-                    (b1, b2),
-                    step,
-                    eps_hat,
+                // Zipped iterators (no bounds checks) so the loop vectorises;
+                // pulp compiles it for the widest SIMD the CPU has (sqrt and
+                // division are correctly rounded, so every width gives the
+                // same bits).
+                let (m, v) = (&mut self.m, &mut self.v);
+                pulp::Arch::new().dispatch(
+                    #[inline(always)]
+                    || {
+                        for (((p, &g), m), v) in params
+                            .iter_mut()
+                            .zip(grad)
+                            .zip(m.iter_mut())
+                            .zip(v.iter_mut())
+                        {
+                            *m = b1 * *m + (1.0 - b1) * g;
+                            *v = b2 * *v + (1.0 - b2) * g * g;
+                            *p -= step * *m / (v.sqrt() + eps_hat);
+                        }
+                    },
                 );
             }
             Optimizer::Sgd => {
@@ -382,67 +393,4 @@ impl OptState {
             }
         }
     }
-
-    /// One Adam step on some rows of a `[n, width]` parameter matrix only
-    /// (lazy Adam, as `torch.optim.SparseAdam`): `grad` holds the gradient of
-    /// `rows[i]` at `[i * width, (i + 1) * width)`; the moments of the other
-    /// rows are left as they are. The step count (bias correction) is shared.
-    /// Used for embeddings, where a batch touches few rows.
-    pub(crate) fn apply_rows(
-        &mut self,
-        params: &mut [f32],
-        width: usize,
-        rows: &[usize],
-        grad: &[f32],
-        lr: f64,
-    ) {
-        self.t += 1;
-        let c1 = 1.0 - 0.9f64.powf(self.t as f64);
-        let c2 = 1.0 - 0.999f64.powf(self.t as f64);
-        let step = (lr * c2.sqrt() / c1) as f32;
-        let eps_hat = (1e-8 * c2.sqrt()) as f32;
-        for (i, &r) in rows.iter().enumerate() {
-            let span = r * width..(r + 1) * width;
-            adam_update(
-                &mut params[span.clone()],
-                &grad[i * width..(i + 1) * width],
-                &mut self.m[span.clone()],
-                &mut self.v[span],
-                (0.9, 0.999),
-                step,
-                eps_hat,
-            );
-        }
-    }
-}
-
-/// The Adam update of one slice, the bias corrections folded into `step` and
-/// `eps_hat`: `p -= step * m / (sqrt(v) + eps_hat)`.
-fn adam_update(
-    params: &mut [f32],
-    grad: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    (b1, b2): (f32, f32),
-    step: f32,
-    eps_hat: f32,
-) {
-    // Zipped iterators (no bounds checks) so the loop vectorises; pulp
-    // compiles it for the widest SIMD the CPU has (sqrt and division are
-    // correctly rounded, so every width gives the same bits).
-    pulp::Arch::new().dispatch(
-        #[inline(always)]
-        || {
-            for (((p, &g), m), v) in params
-                .iter_mut()
-                .zip(grad)
-                .zip(m.iter_mut())
-                .zip(v.iter_mut())
-            {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *p -= step * *m / (v.sqrt() + eps_hat);
-            }
-        },
-    );
 }

@@ -37,7 +37,8 @@ pub struct Settings {
     pub patience: usize,
     /// Mini-batch size (64).
     pub batch: usize,
-    /// Adam learning rate, every parameter (1e-3).
+    /// Adam learning rate of every parameter, alpha and beta included, as the
+    /// authors' one Adam (1e-3).
     pub lr: f64,
     /// Fraction of the samples held out for test in each split (0.2).
     pub test_fraction: f64,
@@ -60,7 +61,7 @@ impl Default for Settings {
             hidden: 128,
             device: true,
             epochs: 20,
-            patience: 3,
+            patience: 5,
             batch: 64,
             lr: 1e-3,
             test_fraction: 0.2,
@@ -177,6 +178,7 @@ pub fn train(
     let t = net.shape.tokens;
     let d = net.shape.dim;
     let mut emb_opt = OptState::new(net.embedding.len());
+    let mut emb_grad = vec![0.0f32; net.embedding.len()];
     let mut dense_opt = OptState::new(net.dense.len());
     let mut dev_opt = OptState::new(2);
     let mut cache = Cache::default();
@@ -204,7 +206,17 @@ pub fn train(
             net.forward(eng, &toks, &mut cache)?;
             loss_sum += net.backward(eng, &ys, &mut cache, &mut grads)?;
             batches += 1;
-            emb_opt.apply_rows(&mut net.embedding, d, &grads.rows, &grads.embedding, s.lr);
+            // Dense Adam on the embedding, as torch.optim.Adam on the authors'
+            // nn.Embedding: every row's moments decay each step, so a row keeps
+            // moving for a while after its word was seen. The gradient is
+            // scattered from the sparse rows and cleared again.
+            for (i, &r) in grads.rows.iter().enumerate() {
+                emb_grad[r * d..(r + 1) * d].copy_from_slice(&grads.embedding[i * d..(i + 1) * d]);
+            }
+            emb_opt.apply(Optimizer::Adam, &mut net.embedding, &emb_grad, s.lr, 0.0);
+            for &r in &grads.rows {
+                emb_grad[r * d..(r + 1) * d].fill(0.0);
+            }
             dense_opt.apply(Optimizer::Adam, &mut net.dense, &grads.dense, s.lr, 0.0);
             if net.device {
                 let mut p = [net.alpha as f32, net.beta as f32];
