@@ -106,10 +106,8 @@ impl Settings {
                 return Err(Error::invalid(f, v, "in (0, 1)"));
             }
         }
-        if let Some(n) = self.train_subset {
-            if n < 2 {
-                return Err(Error::invalid("--train-subset", n, "at least 2"));
-            }
+        if let Some(n) = self.train_subset.filter(|&n| n < 2) {
+            return Err(Error::invalid("--train-subset", n, "at least 2"));
         }
         Ok(())
     }
