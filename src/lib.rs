@@ -18,6 +18,8 @@
 //!   `gpu` backend.
 //! - [`data`], [`encode`], [`readout`], [`study`], [`report`]: datasets, encoders,
 //!   readouts, sweeps / Monte Carlo, and outputs.
+//! - [`text`]: the AG News text network, its word embedding trained through
+//!   the device by reverse mode ([`engine::vjp`]).
 //!
 //! ```
 //! use memkin::batch::{Batch, DeviceParams};
@@ -48,5 +50,6 @@ pub mod report;
 pub mod rng;
 pub mod saved_model;
 pub mod study;
+pub mod text;
 
 pub use error::{Error, Result};

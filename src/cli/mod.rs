@@ -10,6 +10,7 @@ mod mc;
 mod run;
 mod simulate;
 mod sweep;
+mod text;
 
 use clap::{Args, Parser, Subcommand};
 use memkin::engine::BackendChoice;
@@ -87,8 +88,8 @@ pub struct BackendArg {
 /// The dataset flags of the commands that load one (`run`, `cost`).
 #[derive(Debug, Clone, Args)]
 pub struct DatasetArg {
-    /// A named dataset (digits, mnist, wmms, sitw, modelnet10; `cost` also
-    /// agnews) or a path (.npz, .csv, a directory of IDX files).
+    /// A named dataset (digits, mnist, wmms, sitw, modelnet10, agnews: `run`
+    /// trains the text network on it, `cost` prices it) or a path (.npz, .csv, a directory of IDX files).
     #[arg(long, default_value = "digits")]
     pub dataset: String,
     /// Where the named datasets live (default: $MEMKIN_DATA).

@@ -85,12 +85,12 @@ pub struct Args {
     #[arg(long, conflicts_with = "no_device")]
     learn_device: bool,
     /// Learning rate of alpha and beta with --learn-device.
-    #[arg(long, default_value_t = 0.01)]
-    device_lr: f64,
+    #[arg(long)]
+    device_lr: Option<f64>,
     /// Baseline: train the same readout on the raw inputs, without the kinetics layer.
     #[arg(long)]
     no_device: bool,
-    /// Seeded splits to evaluate (default: 5 for wmms, sitw, modelnet10; 1 otherwise).
+    /// Seeded splits to evaluate (default: 5 for wmms, sitw, modelnet10 and text; 1 otherwise).
     #[arg(long)]
     repeats: Option<usize>,
     /// Use only the first N training samples (quick studies).
@@ -120,6 +120,10 @@ pub struct Args {
     /// --json and --backend apply.
     #[arg(long, value_enum, default_value_t = ProtocolArg::Honest)]
     protocol: ProtocolArg,
+    /// The --dataset CSV holds text (label, text columns): train the text
+    /// network through the device as for agnews (docs/text.md).
+    #[arg(long)]
+    text: bool,
 }
 
 /// `memkin run --protocol paper` (see memkin::pipeline::paper).
@@ -139,6 +143,7 @@ fn run_paper(a: &Args, ds: &memkin::data::Dataset) -> anyhow::Result<()> {
         ("--tune", a.tune),
         ("--train-subset", a.train_subset.is_some()),
         ("--save-model", a.save_model.is_some()),
+        ("--device-lr", a.device_lr.is_some()),
     ];
     if let Some((flag, _)) = fixed.iter().find(|f| f.1) {
         return Err(Error::invalid(
@@ -200,6 +205,52 @@ fn run_paper(a: &Args, ds: &memkin::data::Dataset) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--dataset agnews` or `--text`: the text network (src/cli/text.rs). The
+/// flags of the feature readouts do not apply there and are refused.
+fn run_text(a: Args) -> anyhow::Result<()> {
+    let unused = [
+        ("--readout", a.readout.is_some()),
+        ("--hidden", a.hidden.is_some()),
+        ("--activation", a.activation.is_some()),
+        ("--l2", a.l2.is_some()),
+        ("--alpha", a.alpha.is_some()),
+        ("--beta", a.beta.is_some()),
+        ("--learn-device", a.learn_device),
+        ("--tune", a.tune),
+        ("--save-model", a.save_model.is_some()),
+        ("--device-lr", a.device_lr.is_some()),
+        ("--protocol", a.protocol == ProtocolArg::Paper),
+    ];
+    if let Some((flag, _)) = unused.iter().find(|(_, given)| *given) {
+        return Err(Error::invalid(
+            *flag,
+            "given",
+            "not used by the text network (alpha and beta are always learned there; see docs/text.md)",
+        )
+        .into());
+    }
+    let d = memkin::text::train::Settings::default();
+    let settings = memkin::text::train::Settings {
+        device: !a.no_device,
+        epochs: a.epochs.unwrap_or(d.epochs),
+        patience: a.patience.unwrap_or(d.patience),
+        batch: a.batch_size.unwrap_or(d.batch),
+        lr: a.lr.unwrap_or(d.lr),
+        train_subset: a.train_subset,
+        seed: a.common.seed(),
+        ..d
+    };
+    super::text::run(super::text::TextArgs {
+        dataset: a.data.dataset,
+        data_dir: a.data.data_dir,
+        backend: a.backend.backend,
+        settings,
+        repeats: a.repeats.unwrap_or(5),
+        out: a.out,
+        json: a.common.json,
+    })
+}
+
 /// Applies the command-line overrides to the dataset's protocol, validating them.
 fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
     let mut p = Protocol::for_dataset(name, shape);
@@ -259,8 +310,9 @@ fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
     }
     p.device = !a.no_device;
     if a.learn_device {
-        if !(a.device_lr.is_finite() && a.device_lr > 0.0) {
-            return Err(Error::invalid("--device-lr", a.device_lr, "finite and > 0"));
+        let device_lr = a.device_lr.unwrap_or(DeviceLearning::default().lr);
+        if !(device_lr.is_finite() && device_lr > 0.0) {
+            return Err(Error::invalid("--device-lr", device_lr, "finite and > 0"));
         }
         if p.readout.kind == ReadoutKind::Ridge {
             return Err(Error::invalid(
@@ -270,7 +322,7 @@ fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
             ));
         }
         p.learn_device = Some(DeviceLearning {
-            lr: a.device_lr,
+            lr: device_lr,
             ..DeviceLearning::default()
         });
     }
@@ -279,12 +331,16 @@ fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
 }
 
 /// The protocol's readout with its layer sizes, e.g. `mlp 784-48-10`.
+/// The protocol's readout with its layer sizes, e.g. `mlp 784-48-10`.
 fn readout_name(p: &Protocol, ds: &memkin::data::Dataset) -> String {
     let features = ds.sample_len() / p.encoding.samples_per_input(&ds.sample_shape).max(1);
     p.readout.name(features, ds.n_classes)
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.text || a.data.dataset.eq_ignore_ascii_case("agnews") {
+        return run_text(a);
+    }
     let start = Instant::now();
     // Every output path checked before the work; none may be an input.
     let mut out = Outputs::new();

@@ -9,6 +9,7 @@ use memkin::batch::{Batch, DeviceParams};
 use memkin::data::npy::read_npy_f32 as read_f32;
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::ode::{OdeSpec, run_ode_cpu};
+use memkin::engine::vjp::{VjpOptions, select_with_vjp};
 use memkin::engine::{BackendChoice, Precision, RunOptions, select};
 use memkin::limits;
 use memkin::model::Model;
@@ -80,6 +81,17 @@ pub struct Args {
     /// Sensitivities out: .npy float32, the features' shape plus a last axis of 2 (d/dalpha, d/dbeta).
     #[arg(long)]
     grad: Option<PathBuf>,
+    /// Reverse mode: cotangents G = dL/dw, .npy float32/float64 shaped like the
+    /// features (--out): [P, S, T] with --params, [S, T] with --alpha/--beta.
+    #[arg(long, value_name = "G.npy")]
+    vjp: Option<PathBuf>,
+    /// dL/dx out (with --vjp): .npy float32 shaped like G (the last step of each sequence is 0).
+    #[arg(long, value_name = "GX.npy", requires = "vjp")]
+    grad_input: Option<PathBuf>,
+    /// dL/d(alpha, beta) out (with --vjp): .npy float64, [P, 2] (alpha, beta) or
+    /// [P, 2, T] for per-step --params (step 0 is 0); [2] with --alpha/--beta.
+    #[arg(long, value_name = "GP.npy", requires = "vjp")]
+    grad_params: Option<PathBuf>,
 }
 
 /// The resolved configuration: everything validated, inputs loaded.
@@ -207,13 +219,26 @@ fn plan_outputs(a: &Args) -> Result<Outputs, Error> {
     if let Some(p) = &a.params {
         check_input_file("--params", p)?;
     }
+    if let Some(g) = &a.vjp {
+        check_input_file("--vjp", g)?;
+        if a.grad_input.is_none() && a.grad_params.is_none() {
+            return Err(Error::invalid(
+                "--vjp",
+                "given alone",
+                "with --grad-input GX.npy and/or --grad-params GP.npy (where the gradients go)",
+            ));
+        }
+    }
     let mut out = Outputs::new();
     out.input(&a.input);
-    if let Some(p) = &a.params {
+    for p in [&a.params, &a.vjp].into_iter().flatten() {
         out.input(p);
     }
     out.plan(&a.out)?;
-    for p in [&a.status, &a.grad].into_iter().flatten() {
+    for p in [&a.status, &a.grad, &a.grad_input, &a.grad_params]
+        .into_iter()
+        .flatten()
+    {
         out.plan(p)?;
     }
     Ok(out)
@@ -222,7 +247,7 @@ fn plan_outputs(a: &Args) -> Result<Outputs, Error> {
 /// Refuses, before allocating, outputs that cannot fit in memory.
 fn check_size(a: &Args, sets: usize, seqs: usize, steps: usize) -> Result<(), Error> {
     let traj = limits::product(&[sets as u128, seqs as u128]);
-    let per_step = 4 + if a.grad.is_some() { 8 } else { 0 };
+    let per_step = 4 + if a.grad.is_some() { 8 } else { 0 } + if a.vjp.is_some() { 8 } else { 0 };
     // The outputs (features, sensitivities, status) exist twice at most: as the
     // engine's result and as the arrays written.
     let needed = limits::product(&[traj, steps as u128, per_step]).saturating_add(traj);
@@ -235,15 +260,67 @@ fn check_size(a: &Args, sets: usize, seqs: usize, steps: usize) -> Result<(), Er
     )
 }
 
+/// The cotangents of `--vjp`: shaped like the features (`[P, S, T]` with
+/// --params, `[S, T]` with --alpha/--beta), every value finite.
+fn read_cotangents(path: &std::path::Path, cfg: &Config) -> Result<Vec<f32>, Error> {
+    let (g, shape) = read_f32(path)?;
+    let want: Vec<usize> = if cfg.keep_sets_axis {
+        vec![cfg.params.sets(), cfg.seqs, cfg.steps]
+    } else {
+        vec![cfg.seqs, cfg.steps]
+    };
+    if shape != want {
+        let axes = if cfg.keep_sets_axis {
+            "[P, S, T] (with --params)"
+        } else {
+            "[S, T] (with --alpha/--beta)"
+        };
+        return Err(Error::bad_file(
+            path,
+            format!("shape {shape:?}: expected {axes} = {want:?}, the shape of the --out features"),
+        ));
+    }
+    if let Some(i) = g.iter().position(|v| !v.is_finite()) {
+        let (s, t) = (cfg.seqs, cfg.steps);
+        let at = if cfg.keep_sets_axis {
+            format!("[{}, {}, {}]", i / (s * t), (i / t) % s, i % t)
+        } else {
+            format!("[{}, {}]", i / t, i % t)
+        };
+        return Err(Error::bad_file(
+            path,
+            format!("element {at} is {}: expected finite cotangents", g[i]),
+        ));
+    }
+    Ok(g)
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
     let out = plan_outputs(&a)?;
     if let Some(model) = a.model.ode() {
+        if a.vjp.is_some() {
+            return Err(Error::invalid(
+                "--vjp",
+                "given with an ODE model",
+                "only with --model ddk (the reverse kernel is the DDK map's)",
+            )
+            .into());
+        }
         return run_ode(a, model, out);
     }
     reject_ode_flags(&a)?;
     let cfg = resolve(&a)?;
     check_size(&a, cfg.params.sets(), cfg.seqs, cfg.steps)?;
-    let engine = select(a.backend.backend, a.precision)?;
+    let cotangents = match &a.vjp {
+        Some(g) => Some(read_cotangents(g, &cfg)?),
+        None => None,
+    };
+    let (engine, reverse) = if cotangents.is_some() {
+        let (f, r) = select_with_vjp(a.backend.backend, a.precision)?;
+        (f, Some(r))
+    } else {
+        (select(a.backend.backend, a.precision)?, None)
+    };
     let batch = Batch::new(&cfg.x, cfg.seqs, cfg.steps, &cfg.params)?;
     let opts = RunOptions {
         sensitivities: a.grad.is_some(),
@@ -252,6 +329,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let t0 = Instant::now();
     let f = engine.run(&batch, &opts).context("simulation failed")?;
+    let vjp = match (&reverse, &cotangents) {
+        (Some(r), Some(g)) => Some(
+            r.vjp(&batch, &f.w, g, &VjpOptions { chunk: a.chunk })
+                .context("reverse pass failed")?,
+        ),
+        _ => None,
+    };
     let seconds = t0.elapsed().as_secs_f64();
 
     let (p, s, t) = (f.sets, f.seqs, f.steps);
@@ -268,6 +352,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if let (Some(gp), Some(g)) = (&a.grad, f.grad) {
         out.npy(gp, g, &[lead.clone(), vec![t, 2]].concat())?;
+    }
+    if let Some(v) = vjp {
+        if let Some(gx) = &a.grad_input {
+            out.npy(gx, v.grad_x.clone(), &[lead.clone(), vec![t]].concat())?;
+        }
+        if let Some(gp) = &a.grad_params {
+            let devices = v.grad_alpha.len() / v.per_step.unwrap_or(1);
+            let mut shape = if cfg.keep_sets_axis {
+                vec![devices, 2]
+            } else {
+                vec![2]
+            };
+            shape.extend(v.per_step);
+            out.npy(gp, v.grad_params(), &shape)?;
+        }
     }
     out.commit()?;
 

@@ -274,6 +274,31 @@ fn read_verified(
     Ok((path, bytes))
 }
 
+/// Where AG News comes from (for "not found" messages).
+pub const AGNEWS_HOW: &str = "the AG News test split test.csv (7,600 rows: class, title, description) goes in <data dir>/agnews/; `memkin run --dataset agnews` trains the text network (memkin::text)";
+
+/// AG News's `agnews/test.csv` under the data directory, read and checked
+/// against its sha256 (the text pipeline, [`crate::text::load_agnews`], parses it).
+pub fn read_agnews(data_dir: Option<&Path>) -> Result<(PathBuf, Vec<u8>)> {
+    let rel = "agnews/test.csv";
+    let missing = |path: PathBuf| Error::NotFound {
+        path,
+        hint: format!(
+            "; dataset `agnews` is looked for under the data directory (from --data-dir or {}): {AGNEWS_HOW}",
+            super::DATA_ENV
+        ),
+    };
+    let path = data_dir
+        .ok_or_else(|| missing(PathBuf::from(rel)))?
+        .join(rel);
+    if !path.is_file() {
+        return Err(missing(path));
+    }
+    let bytes = super::read_file(&path)?;
+    verify(&path, rel, &bytes)?;
+    Ok((path, bytes))
+}
+
 /// Checks `rel`'s sha256 and returns its path (the caller streams it).
 fn verified_path(ds: NamedDataset, rel: &str, data_dir: Option<&Path>) -> Result<PathBuf> {
     read_verified(ds, rel, data_dir).map(|(p, _)| p)
@@ -311,7 +336,8 @@ pub struct DatasetStatus {
     /// Each file (relative to the data directory) with `Some(checksum ok)`
     /// after [`check`], `None` when not hashed (by [`list`], or missing).
     pub files: Vec<(String, Option<bool>)>,
-    /// Whether [`super::load`] accepts this name (`agnews` is listed but has no loader).
+    /// Whether [`super::load`] accepts this name (`agnews` is listed but is
+    /// loaded by the text pipeline, [`crate::text::load_agnews`]).
     pub loadable: bool,
     /// One line per problem: a missing file, a checksum mismatch.
     pub problems: Vec<String>,
@@ -391,12 +417,7 @@ fn status(data_dir: Option<&Path>, hash: bool) -> Vec<DatasetStatus> {
                 files,
                 loadable: ds.is_some(),
                 problems,
-                hint: ds
-                    .map_or(
-                        "AG News test split test.csv goes in <data dir>/agnews/ (no loader yet)",
-                        |d| d.how_to_obtain(),
-                    )
-                    .to_string(),
+                hint: ds.map_or(AGNEWS_HOW, |d| d.how_to_obtain()).to_string(),
             }
         })
         .collect();

@@ -14,4 +14,6 @@ mod rng;
 mod safety;
 mod study;
 mod sweep;
+mod text;
 mod vjp;
+mod vjp_cli;
