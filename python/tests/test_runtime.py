@@ -61,12 +61,15 @@ def test_ctrl_c_between_slices_interrupts_the_call():
             os.kill(os.getpid(), signal.SIGINT)
         threading.Thread(target=kill).start()
         # No forced switches: after go.set() the main thread keeps the GIL
-        # until the call releases it for its first slice (400 of 1,000
-        # trajectories), so the signal arrives while the engine runs.
+        # until the call releases it for a slice, so the signal can only
+        # arrive while the call runs. Slices of 10 trajectories give the
+        # signalling thread 40,000 openings over about a second, so a loaded
+        # machine still schedules it within the call (with slices of 1,000
+        # the call took 40 ms and could end before the thread ran).
         sys.setswitchinterval(1000.0)
         go.set()
         try:
-            e._native.simulate(x, 0.5, 0.8, slice=1000)
+            e._native.simulate(x, 0.5, 0.8, slice=10)
             print("finished")
         except KeyboardInterrupt:
             # last_seconds is set when a call completes: 0 means the
