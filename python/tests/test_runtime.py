@@ -53,6 +53,10 @@ def test_ctrl_c_between_slices_interrupts_the_call():
     code = textwrap.dedent(
         """
         import os, signal, sys, threading, numpy as np, memkin
+        # Python keeps an inherited SIG_IGN for SIGINT (a background job of a
+        # non-interactive shell starts so), and the test would then see
+        # "finished": install the KeyboardInterrupt handler explicitly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         x = np.random.default_rng(0).random((400_000, 28), dtype=np.float32)
         e = memkin.Engine(backend="cpu", precision="f64")
         go = threading.Event()
@@ -61,15 +65,12 @@ def test_ctrl_c_between_slices_interrupts_the_call():
             os.kill(os.getpid(), signal.SIGINT)
         threading.Thread(target=kill).start()
         # No forced switches: after go.set() the main thread keeps the GIL
-        # until the call releases it for a slice, so the signal can only
-        # arrive while the call runs. Slices of 10 trajectories give the
-        # signalling thread 40,000 openings over about a second, so a loaded
-        # machine still schedules it within the call (with slices of 1,000
-        # the call took 40 ms and could end before the thread ran).
+        # until the call releases it for its first slice (400 of 1,000
+        # trajectories), so the signal arrives while the engine runs.
         sys.setswitchinterval(1000.0)
         go.set()
         try:
-            e._native.simulate(x, 0.5, 0.8, slice=10)
+            e._native.simulate(x, 0.5, 0.8, slice=1000)
             print("finished")
         except KeyboardInterrupt:
             # last_seconds is set when a call completes: 0 means the
