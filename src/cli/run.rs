@@ -511,29 +511,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             &d.join("report.json"),
             &serde_json::to_string_pretty(&report)?,
         )?;
-        let mut csv = String::from("true\\predicted");
-        for c in 0..ds.n_classes {
-            csv.push_str(&format!(
-                ",{}",
-                ds.class_names
-                    .get(c)
-                    .cloned()
-                    .unwrap_or_else(|| c.to_string())
-            ));
-        }
-        csv.push('\n');
-        for (c, row) in first.confusion.iter().enumerate() {
-            csv.push_str(
-                &ds.class_names
-                    .get(c)
-                    .cloned()
-                    .unwrap_or_else(|| c.to_string()),
-            );
-            for v in row {
-                csv.push_str(&format!(",{v}"));
-            }
-            csv.push('\n');
-        }
+        let csv = memkin::readout::confusion_csv(&first.confusion, &ds.class_names);
         out.text(&d.join("confusion.csv"), &csv)?;
         if proto.device {
             let per_class = if ds.n_classes <= 4 { 3 } else { 1 };

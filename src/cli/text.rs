@@ -166,18 +166,7 @@ pub fn run(a: TextArgs) -> anyhow::Result<()> {
             &d.join("report.json"),
             &serde_json::to_string_pretty(&report)?,
         )?;
-        let mut csv = String::from("true\\predicted");
-        for c in &data.classes {
-            csv.push_str(&format!(",{c}"));
-        }
-        csv.push('\n');
-        for (c, row) in first.confusion.iter().enumerate() {
-            csv.push_str(&data.classes[c]);
-            for v in row {
-                csv.push_str(&format!(",{v}"));
-            }
-            csv.push('\n');
-        }
+        let csv = memkin::readout::confusion_csv(&first.confusion, &data.classes);
         out.text(&d.join("confusion.csv"), &csv)?;
     }
     out.commit()?;

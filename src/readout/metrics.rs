@@ -103,6 +103,25 @@ pub fn vote(
     (vp, vy)
 }
 
+/// A confusion matrix as CSV: a header `true\predicted,<names>`, then one row
+/// per true class, its name first (`names[c]`, or the index when absent).
+pub fn confusion_csv(confusion: &[Vec<u64>], names: &[String]) -> String {
+    let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let mut csv = String::from("true\\predicted");
+    for c in 0..confusion.len() {
+        csv.push_str(&format!(",{}", name(c)));
+    }
+    csv.push('\n');
+    for (c, row) in confusion.iter().enumerate() {
+        csv.push_str(&name(c));
+        for v in row {
+            csv.push_str(&format!(",{v}"));
+        }
+        csv.push('\n');
+    }
+    csv
+}
+
 #[cfg(test)]
 mod vote_tests {
     use super::vote;

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::rng::Rng;
 pub use config::{ReadoutKind, TrainConfig};
-pub use metrics::{accuracy, argmax_rows, confusion_matrix, vote};
+pub use metrics::{accuracy, argmax_rows, confusion_csv, confusion_matrix, vote};
 pub use net::{Activation, BatchNorm, Network, Optimizer};
 pub(crate) use net::{OptState, Workspace};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};
