@@ -267,6 +267,9 @@ impl Engine for SharedGpu {
     fn info(&self) -> memkin::engine::BackendInfo {
         self.0.info()
     }
+    fn transfer(&self) -> memkin::engine::Transfer {
+        self.0.transfer()
+    }
     fn run_into(
         &self,
         b: &Batch,

@@ -21,6 +21,7 @@ pub mod vjp;
 
 use crate::batch::{Batch, Features};
 use crate::{Error, Result};
+pub use gpu::Transfer;
 use serde::Serialize;
 
 /// Options of one engine run.
@@ -79,6 +80,13 @@ pub trait Engine: Send + Sync {
         let mut f = Features::default();
         self.run_into(batch, opts, &mut f)?;
         Ok(f)
+    }
+
+    /// Bytes this engine's device has moved to and from the host so far (in
+    /// total; take [`Transfer::since`] of two readings for one run). The CPU
+    /// engine moves none.
+    fn transfer(&self) -> Transfer {
+        Transfer::default()
     }
 }
 

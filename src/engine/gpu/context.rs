@@ -3,6 +3,28 @@
 
 use crate::{Error, Result};
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes moved across the host-device boundary (in total, both directions
+/// counted apart). What `--json` and every study manifest report as
+/// `"transfer"`; the CPU engine moves none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Transfer {
+    /// Bytes written from host memory into device buffers.
+    pub host_to_device_bytes: u64,
+    /// Bytes read back from device buffers into host memory.
+    pub device_to_host_bytes: u64,
+}
+
+impl Transfer {
+    /// The traffic between two readings (`self` later than `before`).
+    pub fn since(self, before: Transfer) -> Transfer {
+        Transfer {
+            host_to_device_bytes: self.host_to_device_bytes - before.host_to_device_bytes,
+            device_to_host_bytes: self.device_to_host_bytes - before.device_to_host_bytes,
+        }
+    }
+}
 
 /// An adapter as `memkin devices` lists it.
 #[derive(Clone, Debug, Serialize)]
@@ -80,6 +102,8 @@ pub struct GpuContext {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     timestamps: bool,
+    h2d: AtomicU64,
+    d2h: AtomicU64,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -147,6 +171,8 @@ impl GpuContext {
             info,
             limits,
             timestamps,
+            h2d: AtomicU64::new(0),
+            d2h: AtomicU64::new(0),
         })
     }
 
@@ -228,7 +254,25 @@ impl GpuContext {
             .map_err(|e| Error::Gpu(format!("poll: {e}")))
     }
 
-    /// Reads a MAP_READ buffer's first `len` bytes into `out`.
+    /// Writes `data` into `buf` at `offset` (queued; the next submit carries
+    /// it), counting the bytes as host-to-device traffic. Every upload of every
+    /// kernel goes through here, so [`GpuContext::transfer`] is complete.
+    pub fn write(&self, buf: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.h2d.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.queue.write_buffer(buf, offset, data);
+    }
+
+    /// Bytes moved between host and device on this context since it was
+    /// created (every engine sharing it adds to the same counters).
+    pub fn transfer(&self) -> Transfer {
+        Transfer {
+            host_to_device_bytes: self.h2d.load(Ordering::Relaxed),
+            device_to_host_bytes: self.d2h.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Reads a MAP_READ buffer's first `len` bytes into `out` (counted as
+    /// device-to-host traffic: `out.len()` bytes).
     pub fn read_buffer(&self, buf: &wgpu::Buffer, len: u64, out: &mut [u8]) -> Result<()> {
         let slice = buf.slice(..len);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -246,6 +290,7 @@ impl GpuContext {
             out.copy_from_slice(&view[..out.len()]);
         }
         buf.unmap();
+        self.d2h.fetch_add(out.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -345,6 +345,10 @@ impl Engine for GpuEngine {
         self.ctx.backend_info()
     }
 
+    fn transfer(&self) -> crate::engine::Transfer {
+        self.ctx.transfer()
+    }
+
     fn run_into(&self, batch: &Batch, opts: &RunOptions, f: &mut Features) -> Result<()> {
         let ctx = &*self.ctx;
         let dev = &ctx.device;
@@ -422,15 +426,13 @@ impl Engine for GpuEngine {
             let t0 = Instant::now();
             if x_uploaded.as_ref() != Some(&c.seqs) {
                 let xs = &batch.inputs()[c.seqs.start * t..c.seqs.end * t];
-                ctx.queue.write_buffer(x_buf, 0, bytemuck::cast_slice(xs));
+                ctx.write(x_buf, 0, bytemuck::cast_slice(xs));
                 x_uploaded = Some(c.seqs.clone());
             }
             let dr = c.sets.start * g * per_dev..c.sets.end * g * per_dev;
-            ctx.queue
-                .write_buffer(a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
-            ctx.queue
-                .write_buffer(b_buf, 0, bytemuck::cast_slice(&beta[dr]));
-            ctx.queue.write_buffer(
+            ctx.write(a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
+            ctx.write(b_buf, 0, bytemuck::cast_slice(&beta[dr]));
+            ctx.write(
                 w0_buf,
                 0,
                 bytemuck::cast_slice(&w0[c.sets.start * g..c.sets.end * g]),
@@ -450,7 +452,7 @@ impl Engine for GpuEngine {
                 key1: opts.noise.map_or(0, |n| (n.seed >> 32) as u32),
                 set_offset: (opts.noise.map_or(0, |n| n.set_offset) + c.sets.start as u64) as u32,
             };
-            ctx.queue.write_buffer(uni_buf, 0, bytemuck::bytes_of(&uni));
+            ctx.write(uni_buf, 0, bytemuck::bytes_of(&uni));
             ctx.queue.submit([]);
             ctx.wait()?;
             let t1 = Instant::now();

@@ -13,7 +13,7 @@ pub mod ode;
 pub mod shaders;
 pub mod vjp;
 
-pub use context::{GpuContext, list_adapters};
+pub use context::{GpuContext, Transfer, list_adapters};
 pub use ddk::{GpuEngine, GpuTiming};
 pub use ode::GpuOdeEngine;
 pub use vjp::GpuVjpEngine;

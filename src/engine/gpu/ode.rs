@@ -149,6 +149,11 @@ impl GpuOdeEngine {
         self.ctx.backend_info()
     }
 
+    /// Bytes moved to and from the device so far (see [`GpuContext::transfer`]).
+    pub fn transfer(&self) -> super::Transfer {
+        self.ctx.transfer()
+    }
+
     fn pipeline(&self, model: Model) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = map.get(&model) {
@@ -255,13 +260,12 @@ impl GpuOdeEngine {
             let n = c.len();
             if x_uploaded.as_ref() != Some(&c.seqs) {
                 let xs = &x[c.seqs.start * t..c.seqs.end * t];
-                ctx.queue.write_buffer(x_buf, 0, bytemuck::cast_slice(xs));
+                ctx.write(x_buf, 0, bytemuck::cast_slice(xs));
                 x_uploaded = Some(c.seqs.clone());
             }
             let pr = c.sets.start * MAX_PARAMS..c.sets.end * MAX_PARAMS;
-            ctx.queue
-                .write_buffer(p_buf, 0, bytemuck::cast_slice(&params[pr]));
-            ctx.queue.write_buffer(
+            ctx.write(p_buf, 0, bytemuck::cast_slice(&params[pr]));
+            ctx.write(
                 w0_buf,
                 0,
                 bytemuck::cast_slice(&w0[c.sets.start..c.sets.end]),
@@ -282,7 +286,7 @@ impl GpuOdeEngine {
                 atol: atol as f32,
                 ..Default::default()
             };
-            ctx.queue.write_buffer(uni_buf, 0, bytemuck::bytes_of(&uni));
+            ctx.write(uni_buf, 0, bytemuck::bytes_of(&uni));
             let out_bytes = n as u64 * t64 * 4;
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("ode compute"),

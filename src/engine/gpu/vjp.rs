@@ -188,19 +188,15 @@ impl VjpEngine for GpuVjpEngine {
             let first = c.sets.start * s_all + c.seqs.start;
             if x_uploaded.as_ref() != Some(&c.seqs) {
                 let xs = &batch.inputs()[c.seqs.start * t..c.seqs.end * t];
-                ctx.queue.write_buffer(&b.x, 0, bytemuck::cast_slice(xs));
+                ctx.write(&b.x, 0, bytemuck::cast_slice(xs));
                 x_uploaded = Some(c.seqs.clone());
             }
             let dr = c.sets.start * gr * per..c.sets.end * gr * per;
-            ctx.queue
-                .write_buffer(&b.alpha, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
-            ctx.queue
-                .write_buffer(&b.beta, 0, bytemuck::cast_slice(&beta[dr]));
+            ctx.write(&b.alpha, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
+            ctx.write(&b.beta, 0, bytemuck::cast_slice(&beta[dr]));
             let tr = first * t..(first + n) * t;
-            ctx.queue
-                .write_buffer(&b.w, 0, bytemuck::cast_slice(&w[tr.clone()]));
-            ctx.queue
-                .write_buffer(&b.g, 0, bytemuck::cast_slice(&g[tr.clone()]));
+            ctx.write(&b.w, 0, bytemuck::cast_slice(&w[tr.clone()]));
+            ctx.write(&b.g, 0, bytemuck::cast_slice(&g[tr.clone()]));
             let (grid_x, grid_y) = ctx.grid(n, VJP_WORKGROUP_SIZE)?;
             let uni = VjpUniform {
                 n_traj: n as u32,
@@ -212,8 +208,7 @@ impl VjpEngine for GpuVjpEngine {
                 grid_x,
                 pad: 0,
             };
-            ctx.queue
-                .write_buffer(&b.uniform, 0, bytemuck::bytes_of(&uni));
+            ctx.write(&b.uniform, 0, bytemuck::bytes_of(&uni));
             let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("vjp compute"),
             });
