@@ -38,14 +38,23 @@ struct DdkUniform {
 const WG: u32 = 64u;
 const TILE: u32 = 16u;
 const PITCH: u32 = 17u; // TILE + 1: an odd pitch avoids bank conflicts
+// Workgroup memory, 3 x 1088 floats = 13 KiB (under WebGPU's 16 KiB default).
+// tile_x: the tile's inputs, row lid.x read only by invocation lid.x, which
+//         overwrites element j with d w / d alpha once step j consumed it;
+// tile_w: the tile's states; tile_b: d w / d beta (sensitivities only).
 var<workgroup> tile_x: array<f32, 1088>; // WG * PITCH
 var<workgroup> tile_w: array<f32, 1088>;
+var<workgroup> tile_b: array<f32, 1088>;
+var<workgroup> row_of: array<u32, 64>; // WG: first input of each trajectory's sequence
 
 // Twin of model::ddk::ddk_step.
 fn ddk_step(w: f32, xv: f32, a: f32, b: f32) -> f32 {
     return w + a / w - b * xv;
 }
 
+// No integer division by a runtime value inside the step loop: the tile loops
+// divide by the constants TILE and 2 * TILE (shifts and masks), and each
+// trajectory's input row is computed once, before the loop, into row_of.
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let base = (wid.y * u.grid_x + wid.x) * WG; // first trajectory of the workgroup
@@ -57,14 +66,22 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let live = lid.x < n_here;
     let ii = min(i, u.n_traj - 1u);
     let seq = ii % u.seqs;
-    let dev = (ii / u.seqs) * u.groups + (u.seq_offset + seq) % u.groups;
+    let pset = ii / u.seqs;
+    let dev = pset * u.groups + (u.seq_offset + seq) % u.groups;
     let t = u.steps;
+    let grad_on = u.want_grad != 0u;
+    let per_step = u.per_step != 0u;
+    row_of[lid.x] = seq * t;
 
+    // Scalar parameters: loaded once (per-step ones are read per step below).
+    let a0 = alpha[dev];
+    let b0 = beta[dev];
     var w = w0[dev];
     var da = 0.0;
     var db = 0.0;
     var st = STATUS_OK;
     var first = 0x3fffffffu;
+    workgroupBarrier(); // row_of complete
 
     var k0 = 0u;
     loop {
@@ -72,29 +89,32 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             break;
         }
         let len = min(TILE, t - k0);
-        // Coalesced load: element e is (trajectory e / len, step k0 + e % len);
+        // Coalesced load: element e is (trajectory e / TILE, step k0 + e % TILE);
         // step k consumes x[k - 1].
-        for (var e = lid.x; e < n_here * len; e += WG) {
-            let r = e / len;
-            let k = k0 + e % len;
-            var v = 0.0;
-            if (k >= 1u) {
-                v = x[((base + r) % u.seqs) * t + k - 1u];
+        for (var e = lid.x; e < WG * TILE; e += WG) {
+            let r = e / TILE;
+            let j = e % TILE;
+            if (r < n_here && j < len) {
+                let k = k0 + j;
+                var v = 0.0;
+                if (k >= 1u) {
+                    v = x[row_of[r] + k - 1u];
+                }
+                tile_x[r * PITCH + j] = v;
             }
-            tile_x[r * PITCH + e % len] = v;
         }
         workgroupBarrier();
         for (var j = 0u; j < len; j++) {
             let k = k0 + j;
+            let xv = tile_x[lid.x * PITCH + j];
             if (k >= 1u && st == STATUS_OK) {
-                var a = alpha[dev];
-                var b = beta[dev];
-                if (u.per_step != 0u) {
+                var a = a0;
+                var b = b0;
+                if (per_step) {
                     a = alpha[dev * t + k];
                     b = beta[dev * t + k];
                 }
-                let xv = tile_x[lid.x * PITCH + j];
-                if (u.want_grad != 0u) {
+                if (grad_on) {
                     let jac = 1.0 - a / (w * w);
                     da = da * jac + 1.0 / w;
                     db = db * jac - xv;
@@ -103,7 +123,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                 if (u.noise_sigma != 0.0) {
                     // Counter [draw, sequence, purpose, step]: a pure function of the
                     // trajectory's identity, whatever the chunking (twin: cpu.rs step_noise).
-                    let ctr = vec4<u32>(u.set_offset + ii / u.seqs, u.seq_offset + seq, PURPOSE_STATE_NOISE, k);
+                    let ctr = vec4<u32>(u.set_offset + pset, u.seq_offset + seq, PURPOSE_STATE_NOISE, k);
                     let bits = philox4x32_10(ctr, vec2<u32>(u.key0, u.key1));
                     w = w + u.noise_sigma * normal_pair_f32(uniform_f32(bits.x), uniform_f32(bits.y)).x;
                 }
@@ -114,28 +134,44 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
                 }
             }
             var out = w;
+            var ga = da;
+            var gb = db;
             if (st != STATUS_OK) {
                 out = nan_f32();
+                ga = nan_f32();
+                gb = nan_f32();
             }
             tile_w[lid.x * PITCH + j] = out;
-            if (live && u.want_grad != 0u) {
-                var ga = da;
-                var gb = db;
-                if (st != STATUS_OK) {
-                    ga = nan_f32();
-                    gb = nan_f32();
-                }
-                grad[(i * t + k) * 2u] = ga;
-                grad[(i * t + k) * 2u + 1u] = gb;
+            if (grad_on) {
+                tile_x[lid.x * PITCH + j] = ga; // x of step j is consumed
+                tile_b[lid.x * PITCH + j] = gb;
             }
         }
         workgroupBarrier();
-        // Coalesced store of the tile's states.
-        for (var e = lid.x; e < n_here * len; e += WG) {
-            let r = e / len;
-            w_out[(base + r) * t + k0 + e % len] = tile_w[r * PITCH + e % len];
+        // Coalesced stores of the tile's states, then (interleaved alpha, beta)
+        // of its sensitivities: each trajectory's block is contiguous.
+        for (var e = lid.x; e < WG * TILE; e += WG) {
+            let r = e / TILE;
+            let j = e % TILE;
+            if (r < n_here && j < len) {
+                w_out[(base + r) * t + k0 + j] = tile_w[r * PITCH + j];
+            }
         }
-        workgroupBarrier(); // the next tile reuses tile_x and tile_w
+        if (grad_on) {
+            for (var e = lid.x; e < WG * TILE * 2u; e += WG) {
+                let r = e / (2u * TILE);
+                let j = (e % (2u * TILE)) / 2u;
+                let which = e % 2u;
+                if (r < n_here && j < len) {
+                    var v = tile_x[r * PITCH + j];
+                    if (which == 1u) {
+                        v = tile_b[r * PITCH + j];
+                    }
+                    grad[((base + r) * t + k0 + j) * 2u + which] = v;
+                }
+            }
+        }
+        workgroupBarrier(); // the next tile reuses tile_x, tile_w and tile_b
         k0 += len;
     }
     if (live) {

@@ -56,13 +56,16 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         gp[base * 2u] = 0.0;
         gp[base * 2u + 1u] = 0.0;
     }
+    // Scalar parameters: loaded once (per-step ones are read per step below).
+    let a0 = alpha[dev];
+    let b0 = beta[dev];
     var k = t - 1u;
     loop {
         if (k == 0u) {
             break;
         }
-        var a = alpha[dev];
-        var b = beta[dev];
+        var a = a0;
+        var b = b0;
         if (u.per_step != 0u) {
             a = alpha[dev * t + k];
             b = beta[dev * t + k];

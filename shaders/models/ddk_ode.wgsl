@@ -27,9 +27,10 @@ fn model_observe(w: f32, p: array<f32, 8>) -> f32 {
     return w;
 }
 
-// WGSL has no isnan/isinf: x != x catches NaN; |x| > max finite catches inf.
+// Non-finite by the bit-pattern test of common.wgsl (`w != w` may be folded
+// away under WGSL's finite-math rules).
 fn model_status(w: f32) -> u32 {
-    if (w != w || abs(w) > 3.4028235e38) {
+    if (!is_finite_f32(w)) {
         return MODEL_STATUS_NON_FINITE;
     }
     if (w <= 0.0) {

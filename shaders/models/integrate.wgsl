@@ -130,8 +130,10 @@ fn segment_adaptive(s_in: AdaptiveState, v: f32, dur: f32, o: AdaptiveOptions, p
         } else {
             s.rejected = s.rejected + 1u;
             var fac = 0.2;
-            // err != err: NaN (WGSL has no isnan); then shrink hard.
-            if (err == err && err < 3.4028235e38) {
+            // A NaN or infinite error estimate shrinks hard. The bit-pattern
+            // test of common.wgsl: `err == err` may be folded to true under
+            // WGSL's finite-math rules. Twin: err.is_finite() in integrate.rs.
+            if (is_finite_f32(err)) {
                 fac = clamp(0.9 * pow(err, -0.2), 0.2, 1.0);
             }
             h = hs * fac;

@@ -32,8 +32,9 @@ fn model_euler(w: f32, v: f32, h: f32, p: array<f32, 8>) -> f32 {
     return w + h * model_rhs(w, v, p);
 }
 
+// A NaN stays NaN (twin: f64::clamp), so model_status flags it.
 fn model_project(w: f32, p: array<f32, 8>) -> f32 {
-    return clamp(w, 0.0, 1.0);
+    return clamp_keep_nan(w, 0.0, 1.0);
 }
 
 fn model_observe(w: f32, p: array<f32, 8>) -> f32 {
@@ -41,7 +42,7 @@ fn model_observe(w: f32, p: array<f32, 8>) -> f32 {
 }
 
 fn model_status(w: f32) -> u32 {
-    if (w != w || abs(w) > 3.4028235e38) {
+    if (!is_finite_f32(w)) {
         return MODEL_STATUS_NON_FINITE;
     }
     return MODEL_STATUS_OK;

@@ -1,8 +1,12 @@
-//! `memkin bench`: trajectory-steps per second of each backend across sizes.
+//! `memkin bench`: trajectory-steps per second of each backend across sizes
+//! (`--workload kinetics`), or end-to-end sweep points / Monte Carlo draws
+//! per second on synthetic MNIST-shaped data (`--workload sweep|mc`), beside
+//! the kernel-only figure of the same shape.
 
 use super::{Common, print_json};
 use memkin::Error;
 use memkin::batch::Batch;
+use memkin::bench::workloads::{self, Shape};
 use memkin::bench::{BenchConfig, BenchResult, default_sizes, measure, workload};
 use memkin::engine::Engine;
 use memkin::engine::cpu::{CpuEngine, cpu_model};
@@ -15,6 +19,16 @@ enum Which {
     Cpu,
     Gpu,
     All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    /// Trajectory-steps per second of the kinetics kernel alone.
+    Kinetics,
+    /// Sweep points per second: kinetics and a ridge readout per point.
+    Sweep,
+    /// Monte Carlo draws per second: device draws through a trained readout.
+    Mc,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,9 +62,33 @@ pub struct Args {
     /// Minimum seconds per point.
     #[arg(long, default_value_t = 1.0)]
     min_seconds: f64,
-    /// Write bench.csv and scaling.png here.
+    /// Write bench.csv and scaling.png here (kinetics), or workload.csv (sweep, mc).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "kinetics")]
+    workload: Workload,
+    /// sweep, mc: training samples of the synthetic data set (test: half as many).
+    #[arg(long, default_value_t = 256)]
+    samples: usize,
+    /// sweep, mc: sample shape ROWSxCOLS (rows become sequences, columns steps).
+    #[arg(long, default_value = "28x28")]
+    shape: String,
+    /// sweep, mc: points (sweep) or draws (mc) per timed run.
+    #[arg(long, default_value_t = 8)]
+    points: usize,
+}
+
+/// `ROWSxCOLS`, each in 1 ..= 4096.
+fn parse_shape(s: &str) -> Result<(usize, usize), Error> {
+    let bad = || Error::invalid("--shape", s, "ROWSxCOLS, e.g. 28x28, each in 1 ..= 4096");
+    let (r, c) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let r: usize = r.trim().parse().map_err(|_| bad())?;
+    let c: usize = c.trim().parse().map_err(|_| bad())?;
+    if !(1..=4096).contains(&r) || !(1..=4096).contains(&c) {
+        return Err(bad());
+    }
+    Ok((r, c))
 }
 
 fn parse_size(s: &str) -> Result<usize, Error> {
@@ -70,6 +108,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if a.runs == 0 {
         return Err(Error::invalid("--runs", 0, "at least 1").into());
+    }
+    if a.workload != Workload::Kinetics {
+        return run_workload(a);
     }
     let sizes = if a.sizes.is_empty() {
         default_sizes(a.steps)
@@ -98,65 +139,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         max_runs: a.runs.max(50),
     };
 
-    let mut engines: Vec<(Box<dyn Engine>, Option<Arc<GpuEngine>>)> = Vec::new();
-    if a.backend != Which::Gpu {
-        if a.precision != Prec::F32 {
-            engines.push((Box::new(CpuEngine::reference()), None));
-        }
-        if a.precision != Prec::F64 {
-            engines.push((Box::new(CpuEngine::fast()), None));
-        }
-    }
-    let mut adapter = serde_json::Value::Null;
-    if a.backend != Which::Cpu {
-        let ctx = Arc::new(GpuContext::new()?);
-        let i = ctx.adapter_info();
-        adapter = serde_json::json!({
-            "name": i.name, "type": format!("{:?}", i.device_type), "backend": format!("{:?}", i.backend),
-            "driver": format!("{} {}", i.driver, i.driver_info).trim(), "timestamps": ctx.has_timestamps(),
-        });
-        if ctx.is_software() && !a.common.json {
-            eprintln!(
-                "memkin: note: GPU adapter '{}' is a software rasteriser: its speed says nothing about a GPU",
-                i.name
-            );
-        }
-        let g = Arc::new(GpuEngine::new(ctx)?);
-        engines.push((Box::new(SharedGpu(g.clone())), Some(g)));
-    }
+    let (engines, adapter) = engines(&a)?;
 
     let mut results: Vec<BenchResult> = Vec::new();
     for &n in &sizes {
         let (x, params) = workload(n, a.steps, a.common.seed());
         let batch = Batch::new(&x, n, a.steps, &params)?;
-        for (e, gpu) in &engines {
-            let timing = gpu.as_ref().map(|g| {
-                let g = g.clone();
-                move || {
-                    let t = g.last_timing();
-                    (t.kernel_s, t.upload_s, t.download_s)
-                }
-            });
-            let r = measure(
-                e.as_ref(),
-                &batch,
-                cfg,
-                timing
-                    .as_ref()
-                    .map(|f| f as &dyn Fn() -> (Option<f64>, f64, f64)),
-            )?;
-            if !a.common.json {
-                let kern = r
-                    .kernel_steps_per_second
-                    .map(|k| format!(", kernel {k:.3e} steps/s"))
-                    .unwrap_or_default();
-                eprintln!(
-                    "{:>3} {:>3}  {:>10} x {}  {:.3e} steps/s  ({:.4} s median of {}){kern}",
-                    r.backend, r.precision, n, a.steps, r.steps_per_second, r.seconds, r.runs
-                );
-            }
-            results.push(r);
-        }
+        results.extend(measure_all(&engines, &batch, cfg, !a.common.json)?);
     }
     // GPU / best-CPU ratios per size, from this one run.
     let ratios: Vec<serde_json::Value> = sizes
@@ -180,6 +169,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "method": "warm-up run, then the median of repeated runs into reused output storage; each run is timed host to host (GPU synchronised inside); a step is one state w[k] produced",
         "results": results,
         "ratios": ratios,
+        "transfer": total_transfer(&engines),
         "seed": a.common.seed(),
     });
     if let Some(dir) = &a.out {
@@ -260,22 +250,211 @@ fn write_outputs(
     Ok(())
 }
 
-/// Lets the bench keep an `Arc<GpuEngine>` for its timings while running it as a `dyn Engine`.
-struct SharedGpu(Arc<GpuEngine>);
+/// The engines a bench measures (CPU f64, CPU f32, GPU, as chosen), each
+/// with its GPU engine when it has one (for the kernel timings), and the
+/// adapter's description.
+type Engines = Vec<(Box<dyn Engine>, Option<Arc<GpuEngine>>)>;
 
-impl Engine for SharedGpu {
-    fn info(&self) -> memkin::engine::BackendInfo {
-        self.0.info()
+fn engines(a: &Args) -> anyhow::Result<(Engines, serde_json::Value)> {
+    let mut engines: Engines = Vec::new();
+    if a.backend != Which::Gpu {
+        if a.precision != Prec::F32 {
+            engines.push((Box::new(CpuEngine::reference()), None));
+        }
+        if a.precision != Prec::F64 {
+            engines.push((Box::new(CpuEngine::fast()), None));
+        }
     }
-    fn transfer(&self) -> memkin::engine::Transfer {
-        self.0.transfer()
+    let mut adapter = serde_json::Value::Null;
+    if a.backend != Which::Cpu {
+        let ctx = Arc::new(GpuContext::new()?);
+        let i = ctx.adapter_info();
+        adapter = serde_json::json!({
+            "name": i.name, "type": format!("{:?}", i.device_type), "backend": format!("{:?}", i.backend),
+            "driver": format!("{} {}", i.driver, i.driver_info).trim(), "timestamps": ctx.has_timestamps(),
+        });
+        if ctx.is_software() && !a.common.json {
+            eprintln!(
+                "memkin: note: GPU adapter '{}' is a software rasteriser: its speed says nothing about a GPU",
+                i.name
+            );
+        }
+        let g = Arc::new(GpuEngine::new(ctx)?);
+        engines.push((Box::new(g.clone()), Some(g)));
     }
-    fn run_into(
-        &self,
-        b: &Batch,
-        o: &memkin::engine::RunOptions,
-        f: &mut memkin::batch::Features,
-    ) -> memkin::Result<()> {
-        self.0.run_into(b, o, f)
+    Ok((engines, adapter))
+}
+
+/// Bytes every engine of the bench moved, in total.
+fn total_transfer(engines: &Engines) -> memkin::engine::Transfer {
+    engines
+        .iter()
+        .map(|(e, _)| e.transfer())
+        .fold(Default::default(), |a, b| a + b)
+}
+
+/// The kernel-only measurement of `batch` on every engine.
+fn measure_all(
+    engines: &Engines,
+    batch: &Batch,
+    cfg: BenchConfig,
+    say: bool,
+) -> anyhow::Result<Vec<BenchResult>> {
+    let mut results = Vec::new();
+    for (e, gpu) in engines {
+        let timing = gpu.as_ref().map(|g| {
+            let g = g.clone();
+            move || {
+                let t = g.last_timing();
+                (t.kernel_s, t.upload_s, t.download_s)
+            }
+        });
+        let r = measure(
+            e.as_ref(),
+            batch,
+            cfg,
+            timing
+                .as_ref()
+                .map(|f| f as &dyn Fn() -> (Option<f64>, f64, f64)),
+        )?;
+        if say {
+            let kern = r
+                .kernel_steps_per_second
+                .map(|k| format!(", kernel {k:.3e} steps/s"))
+                .unwrap_or_default();
+            eprintln!(
+                "{:>3} {:>3}  {:>10} x {}  {:.3e} steps/s  ({:.4} s median of {}){kern}",
+                r.backend,
+                r.precision,
+                r.trajectories,
+                r.steps,
+                r.steps_per_second,
+                r.seconds,
+                r.runs
+            );
+        }
+        results.push(r);
     }
+    Ok(results)
+}
+
+/// `--workload sweep|mc`: end-to-end points or draws per second on each
+/// backend, beside the kernel-only figure of the same batch shape (one
+/// parameter set per point or draw over every sequence of the test side).
+fn run_workload(a: Args) -> anyhow::Result<()> {
+    let (rows, cols) = parse_shape(&a.shape)?;
+    // At least 5 samples per class, so the validation side (a fifth) has one.
+    if !(50..=1_000_000).contains(&a.samples) {
+        return Err(Error::invalid("--samples", a.samples, "50 ..= 1000000").into());
+    }
+    if !(1..=4096).contains(&a.points) {
+        return Err(Error::invalid("--points", a.points, "1 ..= 4096").into());
+    }
+    if !a.sizes.is_empty() {
+        return Err(Error::invalid(
+            "--sizes",
+            a.sizes.join(","),
+            "only with --workload kinetics (sweep and mc take --samples, --shape, --points)",
+        )
+        .into());
+    }
+    let shape = Shape {
+        rows,
+        cols,
+        ..Shape::mnist(a.samples)
+    };
+    // Inputs of both sides and one feature map per point over them (f32),
+    // before anything is allocated.
+    let px = (shape.train + shape.test) as u128 * (rows * cols) as u128;
+    memkin::limits::check_memory(
+        format!(
+            "bench: --samples {} x --shape {} x --points {}",
+            a.samples, a.shape, a.points
+        ),
+        memkin::limits::product(&[px, a.points as u128 + 1, 4]),
+    )?;
+    let mut out = memkin::report::npy::Outputs::new();
+    if let Some(dir) = &a.out {
+        out.plan_in_dir("--out", dir, &["workload.csv"])?;
+    }
+    let cfg = BenchConfig {
+        min_runs: a.runs,
+        min_seconds: a.min_seconds,
+        max_runs: a.runs.max(50),
+    };
+    let seed = a.common.seed();
+    let ds = workloads::synthetic(shape, seed);
+    let (engines, adapter) = engines(&a)?;
+    let name = match a.workload {
+        Workload::Sweep => "sweep",
+        _ => "mc",
+    };
+    let mut results = Vec::new();
+    for (e, gpu) in &engines {
+        let r = match a.workload {
+            Workload::Sweep => workloads::sweep(e.as_ref(), &ds, a.points, seed, cfg)?,
+            _ => {
+                let boxed: Box<dyn Engine> = match gpu {
+                    Some(g) => Box::new(g.clone()),
+                    None => Box::new(CpuEngine::new(if e.info().precision == "f64" {
+                        memkin::engine::Precision::F64
+                    } else {
+                        memkin::engine::Precision::F32
+                    })),
+                };
+                workloads::monte_carlo(boxed, &ds, a.points, seed, cfg)?
+            }
+        };
+        if !a.common.json {
+            eprintln!(
+                "{:>3} {:>3}  {name}: {} {} in {:.4} s: {:.3e} {}/s (median of {})",
+                r.backend, r.precision, r.items, r.unit, r.seconds, r.per_second, r.unit, r.runs
+            );
+        }
+        results.push(r);
+    }
+    // The kernel alone on the same shape: every sequence of the test side
+    // under `points` parameter sets.
+    let seqs = shape.test * rows;
+    let (x, _) = workload(seqs, cols, seed);
+    let params = memkin::batch::DeviceParams::scalar(&vec![(0.7, 1.0); a.points], 1.0)?;
+    let batch = Batch::new(&x, seqs, cols, &params)?;
+    let kernel = measure_all(&engines, &batch, cfg, !a.common.json)?;
+    let summary = serde_json::json!({
+        "workload": name,
+        "adapter": adapter,
+        "cpu": {"model": cpu_model(), "threads": rayon::current_num_threads()},
+        "shape": shape,
+        "method": "set-up (encoding, readout training for mc) outside the timed region; a warm-up run, then the median of repeated runs of one evaluator batch (all points or draws at once); kernel_only: the kinetics bench on the test side's sequences under as many parameter sets",
+        "results": results,
+        "kernel_only": kernel,
+        "transfer": total_transfer(&engines),
+        "seed": seed,
+    });
+    if let Some(dir) = &a.out {
+        let mut csv = String::from(
+            "workload,backend,precision,unit,items,seconds,per_second,host_to_device_bytes,device_to_host_bytes,runs\n",
+        );
+        for r in &results {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{:e},{:e},{},{},{}\n",
+                r.workload,
+                r.backend,
+                r.precision,
+                r.unit,
+                r.items,
+                r.seconds,
+                r.per_second,
+                r.transfer.host_to_device_bytes,
+                r.transfer.device_to_host_bytes,
+                r.runs
+            ));
+        }
+        out.text(&dir.join("workload.csv"), &csv)?;
+        out.commit()?;
+    }
+    if a.common.json {
+        print_json(&summary);
+    }
+    Ok(())
 }

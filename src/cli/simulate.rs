@@ -8,9 +8,9 @@ use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
 use memkin::data::npy::read_npy_f32 as read_f32;
 use memkin::engine::gpu::GpuOdeEngine;
-use memkin::engine::ode::{OdeSpec, run_ode_cpu};
+use memkin::engine::ode::OdeSpec;
 use memkin::engine::vjp::{VjpOptions, select_with_vjp};
-use memkin::engine::{BackendChoice, Precision, RunOptions, select};
+use memkin::engine::{BackendChoice, Engine, Precision, RunOptions, select};
 use memkin::limits;
 use memkin::model::Model;
 use memkin::model::integrate::{Integrator, PulseProtocol};
@@ -328,6 +328,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         noise: None,
     };
     let t0 = Instant::now();
+    let transfer_before = engine.transfer();
     let f = engine.run(&batch, &opts).context("simulation failed")?;
     let vjp = match (&reverse, &cotangents) {
         (Some(r), Some(g)) => Some(
@@ -337,6 +338,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         _ => None,
     };
     let seconds = t0.elapsed().as_secs_f64();
+    // The forward and reverse GPU engines share one context: its counters
+    // hold both passes' traffic.
+    let transfer = engine.transfer().since(transfer_before);
 
     let (p, s, t) = (f.sets, f.seqs, f.steps);
     let lead: Vec<usize> = if cfg.keep_sets_axis {
@@ -373,7 +377,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let info = engine.info();
     let trajectories = (p * s) as u64;
     let steps = trajectories * t as u64;
-    let summary = run_summary(
+    let mut summary = run_summary(
         &info,
         trajectories,
         t,
@@ -382,6 +386,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.common.seed(),
         &a.out,
     );
+    summary["transfer"] = serde_json::json!(transfer);
     if a.common.json {
         print_json(&summary);
     } else {
@@ -701,23 +706,24 @@ fn run_ode(a: Args, model: Model, mut out: Outputs) -> anyhow::Result<()> {
     } else {
         memkin::engine::select_gpu_context(a.backend.backend)?
     };
-    let t0 = Instant::now();
-    let (f, info) = match gpu {
-        Some(ctx) => {
-            let engine = GpuOdeEngine::new(std::sync::Arc::new(ctx));
-            let f = engine
-                .run(&x, seqs, steps, &spec, a.chunk)
-                .context("simulation failed")?;
-            (f, engine.info())
-        }
-        None => {
-            let f = run_ode_cpu(&x, seqs, steps, &spec).context("simulation failed")?;
-            use memkin::engine::Engine;
-            let mut info = memkin::engine::cpu::CpuEngine::new(Precision::F64).info();
-            info.precision = "f64".into();
-            (f, info)
-        }
+    // Either backend through the one Engine trait (the CPU runs the models
+    // in f64, the reference).
+    let engine: Box<dyn Engine> = match gpu {
+        Some(ctx) => Box::new(GpuOdeEngine::new(std::sync::Arc::new(ctx))),
+        None => Box::new(memkin::engine::cpu::CpuEngine::reference()),
     };
+    let t0 = Instant::now();
+    let transfer_before = engine.transfer();
+    let mut f = memkin::batch::Features::default();
+    let opts = RunOptions {
+        chunk: a.chunk,
+        ..Default::default()
+    };
+    engine
+        .run_model_into(&x, seqs, steps, &spec, &opts, &mut f)
+        .context("simulation failed")?;
+    let transfer = engine.transfer().since(transfer_before);
+    let info = engine.info();
     let seconds = t0.elapsed().as_secs_f64();
     let counts = f.status_counts();
     let t = f.steps;
@@ -748,6 +754,7 @@ fn run_ode(a: Args, model: Model, mut out: Outputs) -> anyhow::Result<()> {
         "pulse": { "v_scale": spec.pulse.v_scale, "tau": spec.pulse.tau, "rest": spec.pulse.rest },
         "params": params,
         "w0": spec.w0[0],
+        "transfer": transfer,
     });
     if let (Some(m), serde_json::Value::Object(e)) = (summary.as_object_mut(), extra) {
         m.extend(e);

@@ -19,11 +19,11 @@ pub struct CpuEngine {
 
 impl CpuEngine {
     /// A CPU engine of the given precision.
-    pub fn new(precision: Precision) -> Self {
+    pub const fn new(precision: Precision) -> Self {
         Self { precision }
     }
     /// The f64 reference.
-    pub fn reference() -> Self {
+    pub const fn reference() -> Self {
         Self::new(Precision::F64)
     }
     /// The fast f32 path.

@@ -8,7 +8,8 @@
 //! - [`vjp`]: the reverse mode (adjoint) of the DDK map on both backends
 //!   ([`vjp::VjpEngine`]: dL/dx, dL/dalpha, dL/dbeta from dL/dw).
 //! - [`ode`]: continuous-time device models over a pulse protocol
-//!   ([`ode::run_ode_cpu`], [`gpu::GpuOdeEngine`]).
+//!   ([`Engine::run_model_into`] on both backends: [`ode::run_ode_cpu`] on the
+//!   CPU, `shaders/ode.wgsl` on the GPU).
 //!
 //! [`select`] resolves `cpu | gpu | auto` into an engine.
 
@@ -75,6 +76,28 @@ pub trait Engine: Send + Sync {
     /// (sweeps and benchmarks call this in a loop without reallocating).
     fn run_into(&self, batch: &Batch, opts: &RunOptions, out: &mut Features) -> Result<()>;
 
+    /// Integrates a continuous-time device model over a pulse protocol (see
+    /// [`ode`]): every sequence of `x` (`[seqs, steps]`) under every
+    /// parameter set of `spec`, into `out`, reusing its storage. The same
+    /// contract as [`Engine::run_into`], so a caller runs either family
+    /// without knowing the backend; `opts.chunk` bounds the GPU's chunks,
+    /// sensitivities and noise are not defined for the models (refused).
+    /// The default is the CPU's f64 reference ([`ode::run_ode_cpu_into`],
+    /// all cores), what the CPU engine runs whatever its precision; the GPU
+    /// engine runs `shaders/ode.wgsl` in f32.
+    fn run_model_into(
+        &self,
+        x: &[f32],
+        seqs: usize,
+        steps: usize,
+        spec: &ode::OdeSpec,
+        opts: &RunOptions,
+        out: &mut Features,
+    ) -> Result<()> {
+        ode::refuse_ddk_options(opts)?;
+        ode::run_ode_cpu_into(x, seqs, steps, spec, out)
+    }
+
     /// Integrates every trajectory of `batch` into fresh [`Features`].
     fn run(&self, batch: &Batch, opts: &RunOptions) -> Result<Features> {
         let mut f = Features::default();
@@ -87,6 +110,32 @@ pub trait Engine: Send + Sync {
     /// engine moves none.
     fn transfer(&self) -> Transfer {
         Transfer::default()
+    }
+}
+
+/// A shared engine is an engine (a caller keeps an `Arc` for the engine's own
+/// accessors, e.g. [`gpu::GpuEngine::last_timing`], while handing it on as a
+/// `Box<dyn Engine>`).
+impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
+    fn info(&self) -> BackendInfo {
+        (**self).info()
+    }
+    fn run_into(&self, batch: &Batch, opts: &RunOptions, out: &mut Features) -> Result<()> {
+        (**self).run_into(batch, opts, out)
+    }
+    fn run_model_into(
+        &self,
+        x: &[f32],
+        seqs: usize,
+        steps: usize,
+        spec: &ode::OdeSpec,
+        opts: &RunOptions,
+        out: &mut Features,
+    ) -> Result<()> {
+        (**self).run_model_into(x, seqs, steps, spec, opts, out)
+    }
+    fn transfer(&self) -> Transfer {
+        (**self).transfer()
     }
 }
 

@@ -118,16 +118,29 @@ pub use crate::batch::check_inputs;
 /// set of `spec` on all cores, in f64 (the reference), and returns the features
 /// rounded to f32. The twin of `shaders/ode.wgsl`.
 pub fn run_ode_cpu(x: &[f32], seqs: usize, steps: usize, spec: &OdeSpec) -> Result<Features> {
+    let mut f = Features::default();
+    run_ode_cpu_into(x, seqs, steps, spec, &mut f)?;
+    Ok(f)
+}
+
+/// [`run_ode_cpu`] into `f`, reusing its storage (what
+/// [`crate::engine::Engine::run_model_into`] runs on the CPU).
+pub fn run_ode_cpu_into(
+    x: &[f32],
+    seqs: usize,
+    steps: usize,
+    spec: &OdeSpec,
+    f: &mut Features,
+) -> Result<()> {
     check_inputs(x, seqs, steps)?;
     spec.check()?;
-    let mut f = Features::default();
     f.prepare_shape(spec.sets(), seqs, steps, false);
     let Features {
         w,
         status,
         first_bad,
         ..
-    } = &mut f;
+    } = f;
     w.par_chunks_mut(steps)
         .zip(status.par_iter_mut())
         .zip(first_bad.par_iter_mut())
@@ -155,7 +168,27 @@ pub fn run_ode_cpu(x: &[f32], seqs: usize, steps: usize, spec: &OdeSpec) -> Resu
                 };
             },
         );
-    Ok(f)
+    Ok(())
+}
+
+/// The continuous models have no forward sensitivities and no in-loop
+/// noise: a run asking for either is refused rather than silently ignored.
+pub fn refuse_ddk_options(opts: &crate::engine::RunOptions) -> Result<()> {
+    if opts.sensitivities {
+        return Err(Error::invalid(
+            "sensitivities",
+            "on",
+            "off for a continuous-time model (the DDK map only)",
+        ));
+    }
+    if opts.noise.is_some() {
+        return Err(Error::invalid(
+            "cycle noise",
+            "on",
+            "off for a continuous-time model (the DDK map only)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 use super::plan::Point;
 use super::spec::ModelTable;
 use crate::batch::{Batch, DeviceParams, Features};
+use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::GpuOdeEngine;
-use crate::engine::ode::{OdeSpec, run_ode_cpu};
-use crate::engine::{Engine, RunOptions};
+use crate::engine::ode::OdeSpec;
+use crate::engine::{Engine, RunOptions, Transfer};
 use crate::model::Model;
 use crate::model::integrate::{Integrator, PulseProtocol};
 use crate::pipeline::Side;
@@ -135,6 +136,27 @@ impl<'a> Kinetics<'a> {
         }
     }
 
+    /// The engine a continuous model runs on: the GPU engine when one was
+    /// given, else the CPU (f64 reference). Both implement
+    /// [`Engine::run_model_into`], so nothing below branches on the backend.
+    fn ode_engine<'e>(&self, gpu: Option<&'e GpuOdeEngine>) -> &'e dyn Engine {
+        static CPU: CpuEngine = CpuEngine::reference();
+        match gpu {
+            Some(g) => g,
+            None => &CPU,
+        }
+    }
+
+    /// Bytes the engine behind these kinetics has moved between host and
+    /// device so far (zero on the CPU); a study reports the difference of two
+    /// readings.
+    pub fn transfer(&self) -> Transfer {
+        match self {
+            Kinetics::Map { engine } => engine.transfer(),
+            Kinetics::Ode { gpu, .. } => self.ode_engine(gpu.as_ref()).transfer(),
+        }
+    }
+
     /// Backend and adapter, for manifests.
     pub fn describe(&self) -> (String, String) {
         match self {
@@ -228,10 +250,16 @@ impl<'a> Kinetics<'a> {
                     spec.w0.push(p.get("w0").unwrap_or(template.w0[0]));
                 }
                 spec.check().map_err(name_err)?;
-                match gpu {
-                    Some(g) => g.run(&e.x, e.seqs, e.steps, &spec, None),
-                    None => run_ode_cpu(&e.x, e.seqs, e.steps, &spec),
-                }
+                let mut f = Features::default();
+                self.ode_engine(gpu.as_ref()).run_model_into(
+                    &e.x,
+                    e.seqs,
+                    e.steps,
+                    &spec,
+                    &RunOptions::default(),
+                    &mut f,
+                )?;
+                Ok(f)
             }
         }
     }

@@ -94,6 +94,10 @@ impl Evaluator for SweepEvaluator<'_> {
         self.batch
     }
 
+    fn transfer(&self) -> crate::engine::Transfer {
+        self.kinetics.transfer()
+    }
+
     fn evaluate(&mut self, point: &Point) -> Result<Vec<f64>> {
         Ok(self.evaluate_many(std::slice::from_ref(point))?.remove(0))
     }

@@ -3,6 +3,7 @@
 mod common;
 mod cost;
 mod data;
+mod dispatch;
 mod engine;
 mod mc;
 mod models;

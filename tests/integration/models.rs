@@ -5,6 +5,7 @@
 
 use memkin::batch::{DeviceParams, Status};
 use memkin::engine::cpu::ddk_trajectory;
+use memkin::engine::gpu::shaders::COMMON;
 use memkin::model::ddk_ode::ddk_exact;
 use memkin::model::integrate::{AdaptiveOptions, Integrator, PulseProtocol, simulate_cpu};
 use memkin::model::{INTEGRATE_WGSL, Model};
@@ -440,7 +441,10 @@ fn settings_are_validated_with_one_line_errors() {
 #[test]
 fn model_wgsl_files_are_includable_and_validate_with_the_integrators() {
     for model in Model::ALL {
-        let m = validate_wgsl(model.name(), model.wgsl());
+        // The model files use common.wgsl's helpers (is_finite_f32), which
+        // the shader registry prepends to every kernel.
+        let with_common = format!("{COMMON}\n{}", model.wgsl());
+        let m = validate_wgsl(model.name(), &with_common);
         assert!(
             m.entry_points.is_empty(),
             "{}: no entry points in a model file",
@@ -463,7 +467,7 @@ fn model_wgsl_files_are_includable_and_validate_with_the_integrators() {
                 model.name()
             );
         }
-        let lib = format!("{}\n{INTEGRATE_WGSL}", model.wgsl());
+        let lib = format!("{with_common}\n{INTEGRATE_WGSL}");
         let m = validate_wgsl(&format!("{} + integrate", model.name()), &lib);
         assert!(m.entry_points.is_empty());
         for f in [

@@ -26,6 +26,25 @@ impl Transfer {
     }
 }
 
+/// A read-back requested by [`GpuContext::begin_read`] and not yet finished.
+#[derive(Debug)]
+pub struct PendingRead {
+    buf: wgpu::Buffer,
+    len: u64,
+    submission: wgpu::SubmissionIndex,
+    rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+impl std::ops::Add for Transfer {
+    type Output = Transfer;
+    fn add(self, o: Transfer) -> Transfer {
+        Transfer {
+            host_to_device_bytes: self.host_to_device_bytes + o.host_to_device_bytes,
+            device_to_host_bytes: self.device_to_host_bytes + o.device_to_host_bytes,
+        }
+    }
+}
+
 /// An adapter as `memkin devices` lists it.
 #[derive(Clone, Debug, Serialize)]
 pub struct AdapterSummary {
@@ -269,6 +288,73 @@ impl GpuContext {
             host_to_device_bytes: self.h2d.load(Ordering::Relaxed),
             device_to_host_bytes: self.d2h.load(Ordering::Relaxed),
         }
+    }
+
+    /// Starts mapping a MAP_READ buffer's first `len` bytes, to be read once
+    /// `submission` (the submit that filled it) has completed. The map is
+    /// requested now, so the wait for it can come later, while other work runs
+    /// (the chunked dispatcher's overlap). Finish it with
+    /// [`GpuContext::finish_read`], or [`GpuContext::abandon_read`] on an error path.
+    pub fn begin_read(
+        &self,
+        buf: &wgpu::Buffer,
+        len: u64,
+        submission: wgpu::SubmissionIndex,
+    ) -> PendingRead {
+        let (tx, rx) = std::sync::mpsc::channel();
+        buf.slice(..len).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        PendingRead {
+            buf: buf.clone(),
+            len,
+            submission,
+            rx,
+        }
+    }
+
+    /// Waits for the submission behind `p` only (not for later ones), hands
+    /// the mapped bytes to `f`, unmaps, and counts `len` bytes as
+    /// device-to-host traffic. One poll per read, however many outputs the
+    /// buffer holds.
+    pub fn finish_read<R>(&self, p: PendingRead, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        let waited = self
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(p.submission.clone()),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("poll: {e}")));
+        let mapped = waited.and_then(|_| {
+            p.rx.recv()
+                .map_err(|e| Error::Gpu(format!("map: {e}")))?
+                .map_err(|e| Error::Gpu(format!("map: {e}")))
+        });
+        if let Err(e) = mapped {
+            p.buf.unmap();
+            return Err(e);
+        }
+        let out = {
+            let slice = p.buf.slice(..p.len);
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("mapped range: {e}")));
+            match view {
+                Ok(v) => f(&v),
+                Err(e) => Err(e),
+            }
+        };
+        p.buf.unmap();
+        self.d2h.fetch_add(p.len, Ordering::Relaxed);
+        out
+    }
+
+    /// Gives up a read begun with [`GpuContext::begin_read`] (after an error
+    /// elsewhere): waits for the queue and unmaps, so the buffer can be reused.
+    pub fn abandon_read(&self, p: PendingRead) {
+        let _ = self.wait();
+        p.buf.unmap();
     }
 
     /// Reads a MAP_READ buffer's first `len` bytes into `out` (counted as

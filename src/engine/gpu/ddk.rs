@@ -2,13 +2,18 @@
 //! Shader: `shaders/ddk.wgsl`; CPU twin: [`crate::engine::cpu::ddk_trajectory`].
 
 use super::context::GpuContext;
+use super::dispatch::{
+    Binding, DispatchStats, Dispatcher, Finished, Launch, Role, Slot, par_copy, unpack_status_bytes,
+};
 use super::shaders;
 use crate::Result;
 use crate::batch::{Batch, Features};
+use crate::engine::ode::OdeSpec;
 use crate::engine::{BackendInfo, Engine, RunOptions};
+use crate::model::Model;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use wgpu::util::DeviceExt;
 
 /// Invocations per workgroup of `shaders/ddk.wgsl` (its `WG` constant).
@@ -124,8 +129,10 @@ impl ChunkLimits {
 }
 
 /// Splits `sets × seqs` into chunks within `lim`. When all sequences fit at once,
-/// a chunk spans several whole parameter sets (inputs uploaded once); otherwise it
-/// is one set × a block of sequences.
+/// a chunk spans several whole parameter sets; otherwise it is one set × a
+/// block of sequences. Sequence blocks are outermost: every chunk of a block
+/// follows the previous one, so a driver uploads each block's inputs once,
+/// not once per parameter set.
 pub fn plan_chunks(sets: usize, seqs: usize, lim: ChunkLimits) -> Vec<Chunk> {
     let s_block = seqs.min(lim.max_traj).min(lim.max_rows).max(1);
     let p_block = if s_block == seqs {
@@ -134,8 +141,8 @@ pub fn plan_chunks(sets: usize, seqs: usize, lim: ChunkLimits) -> Vec<Chunk> {
         1
     };
     let mut out = Vec::new();
-    for p0 in (0..sets).step_by(p_block) {
-        for s0 in (0..seqs).step_by(s_block) {
+    for s0 in (0..seqs).step_by(s_block) {
+        for p0 in (0..sets).step_by(p_block) {
             out.push(Chunk {
                 sets: p0..(p0 + p_block).min(sets),
                 seqs: s0..(s0 + s_block).min(seqs),
@@ -145,138 +152,92 @@ pub fn plan_chunks(sets: usize, seqs: usize, lim: ChunkLimits) -> Vec<Chunk> {
     out
 }
 
-/// Decodes the kernels' status words (`pack_status` in shaders/common.wgsl: the
-/// code in the top 2 bits, the first bad step below, all ones when ok).
-pub(super) fn unpack_status(words: &[u32], status: &mut [u8], first_bad: &mut [u32]) {
-    for ((&word, st), fb) in words.iter().zip(status).zip(first_bad) {
-        *st = (word >> 30) as u8;
-        let step = word & 0x3fff_ffff;
-        *fb = if step == 0x3fff_ffff { u32::MAX } else { step };
-    }
-}
-
-/// Where the time of the last GPU run went.
+/// Where the time of the last GPU run went (host-side times: with two
+/// buffer sets the uploads, the kernel and the copy-out of neighbouring chunks
+/// overlap, so these are the host's shares, not the device's).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct GpuTiming {
-    /// Host-to-device copies (inputs, parameters), seconds.
+    /// Host time queueing the uploads (inputs, parameters), seconds.
     pub upload_s: f64,
     /// Kernel time from timestamp queries (None when the adapter has none).
     pub kernel_s: Option<f64>,
-    /// Wall time of the compute submissions, seconds.
+    /// Host time waiting for the device, seconds.
     pub kernel_wall_s: f64,
-    /// Device-to-host copies, seconds.
+    /// Host time copying the outputs out of the staging buffers, seconds.
     pub download_s: f64,
     /// Number of chunks dispatched.
     pub chunks: usize,
+    /// Queue submissions (one per chunk).
+    pub submits: usize,
+    /// Waits on the device (one per chunk).
+    pub waits: usize,
 }
 
-/// The GPU engine: one pipeline, created once, reused for every batch.
-pub struct GpuEngine {
-    ctx: Arc<GpuContext>,
-    pipeline: wgpu::ComputePipeline,
-    last: Mutex<GpuTiming>,
-    /// Buffers of the last run, reused while large enough (sweeps run many
-    /// batches of one shape).
-    buffers: Mutex<Option<DdkBuffers>>,
-}
-
-/// Byte sizes of the DDK buffers.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct BufferSizes {
-    x: u64,
-    params: u64,
-    w0: u64,
-    out: u64,
-    status: u64,
-    grad: u64,
-}
-
-impl BufferSizes {
-    fn covers(&self, o: &BufferSizes) -> bool {
-        self.x >= o.x
-            && self.params >= o.params
-            && self.w0 >= o.w0
-            && self.out >= o.out
-            && self.status >= o.status
-            && self.grad >= o.grad
-    }
-}
-
-/// The device buffers of the DDK kernel and their bind group.
-struct DdkBuffers {
-    sizes: BufferSizes,
-    x: wgpu::Buffer,
-    alpha: wgpu::Buffer,
-    beta: wgpu::Buffer,
-    w0: wgpu::Buffer,
-    out: wgpu::Buffer,
-    status: wgpu::Buffer,
-    grad: wgpu::Buffer,
-    out_stage: wgpu::Buffer,
-    status_stage: wgpu::Buffer,
-    grad_stage: Option<wgpu::Buffer>,
-    uniform: wgpu::Buffer,
-    bind: wgpu::BindGroup,
-}
-
-impl DdkBuffers {
-    fn new(ctx: &GpuContext, pipeline: &wgpu::ComputePipeline, sizes: BufferSizes) -> Self {
-        let dev = &ctx.device;
-        let cp = wgpu::BufferUsages::COPY_DST;
-        let src = wgpu::BufferUsages::COPY_SRC;
-        let x = storage(dev, "ddk x", sizes.x, cp);
-        let alpha = storage(dev, "ddk alpha", sizes.params, cp);
-        let beta = storage(dev, "ddk beta", sizes.params, cp);
-        let w0 = storage(dev, "ddk w0", sizes.w0, cp);
-        let out = storage(dev, "ddk w_out", sizes.out, src);
-        let status = storage(dev, "ddk status", sizes.status, src);
-        let grad = storage(dev, "ddk grad", sizes.grad, src);
-        let out_stage = staging(dev, "ddk w_out staging", sizes.out);
-        let status_stage = staging(dev, "ddk status staging", sizes.status);
-        let grad_stage = (sizes.grad > 0).then(|| staging(dev, "ddk grad staging", sizes.grad));
-        let uniform = uniform(dev, "ddk uniform", &DdkUniform::default());
-        let bind = bind_all(
-            dev,
-            pipeline,
-            "ddk bind group",
-            &[&uniform, &x, &alpha, &beta, &w0, &out, &status, &grad],
-        );
+impl From<DispatchStats> for GpuTiming {
+    fn from(s: DispatchStats) -> Self {
         Self {
-            sizes,
-            x,
-            alpha,
-            beta,
-            w0,
-            out,
-            status,
-            grad,
-            out_stage,
-            status_stage,
-            grad_stage,
-            uniform,
-            bind,
+            upload_s: s.prepare_s,
+            kernel_s: s.kernel_s,
+            kernel_wall_s: s.wait_s,
+            download_s: s.copy_s,
+            chunks: s.chunks,
+            submits: s.submits,
+            waits: s.waits,
         }
     }
 }
 
+/// The GPU engine: the DDK map ([`Engine::run_into`]) and every continuous
+/// model ([`Engine::run_model_into`]), each pipeline compiled once (the
+/// models' on first use) and reused for every batch, all through the one
+/// chunked dispatcher of [`super::dispatch`].
+pub struct GpuEngine {
+    pub(super) ctx: Arc<GpuContext>,
+    ddk: Mutex<Option<Arc<wgpu::ComputePipeline>>>,
+    pub(super) models: Mutex<HashMap<Model, Arc<wgpu::ComputePipeline>>>,
+    pub(super) last: Mutex<GpuTiming>,
+    /// Buffers of the last DDK run, reused while large enough (sweeps run
+    /// many batches of one shape).
+    buffers: Mutex<Option<Dispatcher>>,
+    /// Buffers of the last model run and its model.
+    pub(super) model_buffers: Mutex<Option<(Model, Dispatcher)>>,
+}
+
 impl GpuEngine {
-    /// Compiles the DDK pipeline on `ctx`.
+    /// Compiles the DDK pipeline on `ctx` (a shader problem is an error now,
+    /// not at the first run).
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self> {
-        let pipeline = ctx.pipeline(&shaders::DDK)?;
-        Ok(Self {
+        let e = Self::lazy(ctx);
+        e.ddk_pipeline()?;
+        Ok(e)
+    }
+    /// An engine on `ctx` whose pipelines are compiled on first use.
+    pub fn lazy(ctx: Arc<GpuContext>) -> Self {
+        Self {
             ctx,
-            pipeline,
+            ddk: Mutex::new(None),
+            models: Mutex::new(HashMap::new()),
             last: Mutex::new(GpuTiming::default()),
             buffers: Mutex::new(None),
-        })
+            model_buffers: Mutex::new(None),
+        }
     }
     /// The shared context.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
     }
-    /// Timing of the last [`Engine::run`].
+    /// Timing of the last run (DDK or model).
     pub fn last_timing(&self) -> GpuTiming {
         *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn ddk_pipeline(&self) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut p = self.ddk.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = p.as_ref() {
+            return Ok(p.clone());
+        }
+        let made = Arc::new(self.ctx.pipeline(&shaders::DDK)?);
+        *p = Some(made.clone());
+        Ok(made)
     }
 }
 
@@ -349,9 +310,22 @@ impl Engine for GpuEngine {
         self.ctx.transfer()
     }
 
+    fn run_model_into(
+        &self,
+        x: &[f32],
+        seqs: usize,
+        steps: usize,
+        spec: &OdeSpec,
+        opts: &RunOptions,
+        out: &mut Features,
+    ) -> Result<()> {
+        crate::engine::ode::refuse_ddk_options(opts)?;
+        self.run_model(x, seqs, steps, spec, opts.chunk, out)
+    }
+
     fn run_into(&self, batch: &Batch, opts: &RunOptions, f: &mut Features) -> Result<()> {
         let ctx = &*self.ctx;
-        let dev = &ctx.device;
+        let pipeline = self.ddk_pipeline()?;
         let params = batch.params();
         let (p_all, s_all, t) = (params.sets(), batch.seqs(), batch.steps());
         let want_grad = opts.sensitivities;
@@ -368,75 +342,73 @@ impl Engine for GpuEngine {
         let beta: Vec<f32> = params.beta().iter().map(|&v| v as f32).collect();
         let w0: Vec<f32> = params.w0().iter().map(|&v| v as f32).collect();
 
-        let sizes = BufferSizes {
-            x: max_rows as u64 * t64 * 4,
-            params: (max_sets * g * per_dev) as u64 * 4,
-            w0: (max_sets * g) as u64 * 4,
-            out: max_n as u64 * t64 * 4,
-            status: max_n as u64 * 4,
-            grad: if want_grad { max_n as u64 * t64 * 8 } else { 0 },
-        };
+        let p_bytes = (max_sets * g * per_dev) as u64 * 4;
+        let layout = [
+            Binding {
+                label: "ddk x",
+                bytes: max_rows as u64 * t64 * 4,
+                role: Role::Shared,
+            },
+            Binding {
+                label: "ddk alpha",
+                bytes: p_bytes,
+                role: Role::Input,
+            },
+            Binding {
+                label: "ddk beta",
+                bytes: p_bytes,
+                role: Role::Input,
+            },
+            Binding {
+                label: "ddk w0",
+                bytes: (max_sets * g) as u64 * 4,
+                role: Role::Input,
+            },
+            Binding {
+                label: "ddk w_out",
+                bytes: max_n as u64 * t64 * 4,
+                role: Role::Output,
+            },
+            Binding {
+                label: "ddk status",
+                bytes: max_n as u64 * 4,
+                role: Role::Output,
+            },
+            Binding {
+                label: "ddk grad",
+                bytes: if want_grad { max_n as u64 * t64 * 8 } else { 0 },
+                role: Role::Output,
+            },
+        ];
         let mut cache = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        if !cache.as_ref().is_some_and(|b| b.sizes.covers(&sizes)) {
+        if !cache.as_ref().is_some_and(|d| d.fits(&layout)) {
             *cache = None; // free the old buffers before allocating the new ones
-            *cache = Some(DdkBuffers::new(ctx, &self.pipeline, sizes));
+            *cache = Some(Dispatcher::new(
+                ctx,
+                &pipeline,
+                "ddk",
+                &layout,
+                &DdkUniform::default(),
+            ));
         }
-        let bufs = cache.as_ref().expect("just created");
-        let DdkBuffers {
-            x: x_buf,
-            alpha: a_buf,
-            beta: b_buf,
-            w0: w0_buf,
-            out: out_buf,
-            status: st_buf,
-            grad: grad_buf,
-            out_stage,
-            status_stage: st_stage,
-            grad_stage,
-            uniform: uni_buf,
-            bind,
-            ..
-        } = bufs;
-        let grad_stage = grad_stage.as_ref().filter(|_| want_grad);
-        let timer = ctx.has_timestamps().then(|| {
-            let qs = dev.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("ddk timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("ddk timestamp resolve"),
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            (qs, resolve, staging(dev, "ddk timestamp staging", 16))
-        });
+        let disp = cache.as_ref().expect("just created");
 
         f.prepare(batch, want_grad);
-        let mut timing = GpuTiming {
-            chunks: chunks.len(),
-            kernel_s: timer.as_ref().map(|_| 0.0),
-            ..Default::default()
-        };
-        let mut status_words = vec![0u32; max_n];
-        let mut x_uploaded: Option<Range<usize>> = None;
-        for c in &chunks {
+        let mut x_block: Option<Range<usize>> = None;
+        let prepare = |i: usize, slot: &Slot| -> Result<Launch> {
+            let c = &chunks[i];
             let n = c.len();
-            let t0 = Instant::now();
-            if x_uploaded.as_ref() != Some(&c.seqs) {
+            if x_block.as_ref() != Some(&c.seqs) {
+                // Shared by both slots: once per sequence block.
                 let xs = &batch.inputs()[c.seqs.start * t..c.seqs.end * t];
-                ctx.write(x_buf, 0, bytemuck::cast_slice(xs));
-                x_uploaded = Some(c.seqs.clone());
+                ctx.write(slot.buffer(1), 0, bytemuck::cast_slice(xs));
+                x_block = Some(c.seqs.clone());
             }
             let dr = c.sets.start * g * per_dev..c.sets.end * g * per_dev;
-            ctx.write(a_buf, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
-            ctx.write(b_buf, 0, bytemuck::cast_slice(&beta[dr]));
-            ctx.write(
-                w0_buf,
-                0,
-                bytemuck::cast_slice(&w0[c.sets.start * g..c.sets.end * g]),
-            );
+            ctx.write(slot.buffer(2), 0, bytemuck::cast_slice(&alpha[dr.clone()]));
+            ctx.write(slot.buffer(3), 0, bytemuck::cast_slice(&beta[dr]));
+            let wr = c.sets.start * g..c.sets.end * g;
+            ctx.write(slot.buffer(4), 0, bytemuck::cast_slice(&w0[wr]));
             let (grid_x, grid_y) = ctx.grid(n, DDK_WORKGROUP_SIZE)?;
             let uni = DdkUniform {
                 n_traj: n as u32,
@@ -452,84 +424,48 @@ impl Engine for GpuEngine {
                 key1: opts.noise.map_or(0, |n| (n.seed >> 32) as u32),
                 set_offset: (opts.noise.map_or(0, |n| n.set_offset) + c.sets.start as u64) as u32,
             };
-            ctx.write(uni_buf, 0, bytemuck::bytes_of(&uni));
-            ctx.queue.submit([]);
-            ctx.wait()?;
-            let t1 = Instant::now();
-
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("ddk compute"),
-            });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("ddk pass"),
-                    timestamp_writes: timer.as_ref().map(|(qs, _, _)| {
-                        wgpu::ComputePassTimestampWrites {
-                            query_set: qs,
-                            beginning_of_pass_write_index: Some(0),
-                            end_of_pass_write_index: Some(1),
-                        }
-                    }),
-                });
-                pass.set_pipeline(&self.pipeline);
-                pass.set_bind_group(0, bind, &[]);
-                pass.dispatch_workgroups(grid_x, grid_y, 1);
-            }
-            if let Some((qs, resolve, stage)) = &timer {
-                enc.resolve_query_set(qs, 0..2, resolve, 0);
-                enc.copy_buffer_to_buffer(resolve, 0, stage, 0, 16);
-            }
-            ctx.queue.submit([enc.finish()]);
-            ctx.wait()?;
-            let t2 = Instant::now();
-            if let Some((_, _, stage)) = &timer {
-                let mut ts = [0u64; 2];
-                ctx.read_buffer(stage, 16, bytemuck::cast_slice_mut(&mut ts))?;
-                let ns =
-                    ts[1].saturating_sub(ts[0]) as f64 * ctx.queue.get_timestamp_period() as f64;
-                *timing.kernel_s.get_or_insert(0.0) += ns * 1e-9;
-            }
-
-            let t3 = Instant::now();
+            ctx.write(slot.uniform(), 0, bytemuck::bytes_of(&uni));
             let out_bytes = n as u64 * t64 * 4;
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("ddk read-back"),
-            });
-            enc.copy_buffer_to_buffer(out_buf, 0, out_stage, 0, out_bytes);
-            enc.copy_buffer_to_buffer(st_buf, 0, st_stage, 0, n as u64 * 4);
-            if let Some(gs) = grad_stage {
-                enc.copy_buffer_to_buffer(grad_buf, 0, gs, 0, out_bytes * 2);
-            }
-            ctx.queue.submit([enc.finish()]);
+            Ok(Launch {
+                grid: (grid_x, grid_y),
+                out_bytes: vec![
+                    out_bytes,
+                    n as u64 * 4,
+                    if want_grad { out_bytes * 2 } else { 0 },
+                ],
+            })
+        };
+        let Features {
+            w,
+            status,
+            first_bad,
+            grad,
+            ..
+        } = f;
+        let finish = |i: usize, done: &Finished| -> Result<()> {
+            let c = &chunks[i];
             // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
             let first = c.sets.start * s_all + c.seqs.start;
-            ctx.read_buffer(
-                out_stage,
-                out_bytes,
-                bytemuck::cast_slice_mut(&mut f.w[first * t..(first + n) * t]),
-            )?;
-            ctx.read_buffer(
-                st_stage,
-                n as u64 * 4,
-                bytemuck::cast_slice_mut(&mut status_words[..n]),
-            )?;
-            if let (Some(gs), Some(gr)) = (grad_stage, f.grad.as_mut()) {
-                ctx.read_buffer(
-                    gs,
-                    out_bytes * 2,
-                    bytemuck::cast_slice_mut(&mut gr[first * t * 2..(first + n) * t * 2]),
-                )?;
-            }
-            unpack_status(
-                &status_words[..n],
-                &mut f.status[first..first + n],
-                &mut f.first_bad[first..first + n],
+            let n = c.len();
+            par_copy(
+                bytemuck::cast_slice_mut(&mut w[first * t..(first + n) * t]),
+                done.outputs[0],
             );
-            timing.upload_s += (t1 - t0).as_secs_f64();
-            timing.kernel_wall_s += (t2 - t1).as_secs_f64();
-            timing.download_s += t3.elapsed().as_secs_f64();
-        }
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = timing;
+            unpack_status_bytes(
+                done.outputs[1],
+                &mut status[first..first + n],
+                &mut first_bad[first..first + n],
+            );
+            if let Some(gr) = grad.as_mut() {
+                par_copy(
+                    bytemuck::cast_slice_mut(&mut gr[first * t * 2..(first + n) * t * 2]),
+                    done.outputs[2],
+                );
+            }
+            Ok(())
+        };
+        let stats = disp.run(ctx, &pipeline, "ddk", chunks.len(), prepare, finish)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = stats.into();
         Ok(())
     }
 }

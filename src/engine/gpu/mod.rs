@@ -2,18 +2,20 @@
 //!
 //! - [`GpuContext`]: adapter, device and queue, created once, borrowed by every kernel.
 //! - [`shaders`]: the registry of WGSL sources.
-//! - [`GpuEngine`]: the DDK kernel with transparent chunking ([`ddk::plan_chunks`]).
-//! - [`GpuOdeEngine`]: the continuous-time device models (`shaders/ode.wgsl`),
-//!   chunked the same way.
+//! - [`dispatch`]: the one chunked, double-buffered dispatcher of the forward kernels.
+//! - [`GpuEngine`]: the DDK kernel and the continuous-time device models
+//!   (`shaders/ode.wgsl`), with transparent chunking ([`ddk::plan_chunks`]).
+//! - [`GpuOdeEngine`]: the same engine with every pipeline compiled on first use.
 //! - [`GpuVjpEngine`]: the reverse (adjoint) DDK kernel, chunked the same way.
 
 pub mod context;
 pub mod ddk;
+pub mod dispatch;
 pub mod ode;
 pub mod shaders;
 pub mod vjp;
 
-pub use context::{GpuContext, Transfer, list_adapters};
+pub use context::{GpuContext, PendingRead, Transfer, list_adapters};
 pub use ddk::{GpuEngine, GpuTiming};
 pub use ode::GpuOdeEngine;
 pub use vjp::GpuVjpEngine;

@@ -1,22 +1,23 @@
 //! The continuous-time kernels on the GPU: one pipeline per device model
-//! (compiled on first use), chunked with [`plan_chunks`] like the DDK kernel.
+//! (compiled on first use), chunked with [`plan_chunks`] and dispatched by
+//! [`super::dispatch`] like the DDK kernel.
 //! Shader: `shaders/ode.wgsl` after the model's WGSL and
 //! `shaders/models/integrate.wgsl`; CPU twin: [`crate::engine::ode::run_ode_cpu`].
 
 use super::context::GpuContext;
-use super::ddk::{
-    Chunk, ChunkLimits, bind_all, plan_chunks, staging, storage, uniform, unpack_status,
+use super::ddk::{Chunk, ChunkLimits, GpuEngine, plan_chunks};
+use super::dispatch::{
+    Binding, Dispatcher, Finished, Launch, Role, Slot, par_copy, unpack_status_bytes,
 };
 use super::shaders;
-use crate::batch::Features;
-use crate::engine::BackendInfo;
+use crate::batch::{Batch, Features};
 use crate::engine::ode::{OdeSpec, check_inputs};
+use crate::engine::{BackendInfo, Engine, RunOptions};
 use crate::model::integrate::Integrator;
 use crate::model::{MAX_PARAMS, Model};
 use crate::{Error, Result};
-use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Invocations per workgroup of `shaders/ode.wgsl`.
 pub const ODE_WORKGROUP_SIZE: u32 = 64;
@@ -67,109 +68,42 @@ pub struct OdeUniform {
 /// models with a closed form, i.e. `ddk-ode`).
 pub const GPU_INTEGRATORS: &str = "euler, heun, rk4, adaptive";
 
-/// The GPU engine of the continuous-time models.
-pub struct GpuOdeEngine {
-    ctx: Arc<GpuContext>,
-    pipelines: Mutex<HashMap<Model, Arc<wgpu::ComputePipeline>>>,
-    buffers: Mutex<Option<Box<OdeBuffers>>>,
-}
-
-/// The device buffers of one model's kernel and their bind group.
-struct OdeBuffers {
-    model: Model,
-    /// Byte sizes: x, params, w0, out, status.
-    sizes: [u64; 5],
-    x: wgpu::Buffer,
-    params: wgpu::Buffer,
-    w0: wgpu::Buffer,
-    out: wgpu::Buffer,
-    status: wgpu::Buffer,
-    out_stage: wgpu::Buffer,
-    status_stage: wgpu::Buffer,
-    uniform: wgpu::Buffer,
-    bind: wgpu::BindGroup,
-}
-
-impl OdeBuffers {
-    fn new(
-        dev: &wgpu::Device,
-        pipeline: &wgpu::ComputePipeline,
-        model: Model,
-        sizes: [u64; 5],
-    ) -> Self {
-        let cp = wgpu::BufferUsages::COPY_DST;
-        let src = wgpu::BufferUsages::COPY_SRC;
-        let x = storage(dev, "ode x", sizes[0], cp);
-        let params = storage(dev, "ode params", sizes[1], cp);
-        let w0 = storage(dev, "ode w0", sizes[2], cp);
-        let out = storage(dev, "ode out", sizes[3], src);
-        let status = storage(dev, "ode status", sizes[4], src);
-        let out_stage = staging(dev, "ode out staging", sizes[3]);
-        let status_stage = staging(dev, "ode status staging", sizes[4]);
-        let uniform = uniform(dev, "ode uniform", &OdeUniform::default());
-        let bind = bind_all(
-            dev,
-            pipeline,
-            "ode bind group",
-            &[&uniform, &x, &params, &w0, &out, &status],
-        );
-        Self {
-            model,
-            sizes,
-            x,
-            params,
-            w0,
-            out,
-            status,
-            out_stage,
-            status_stage,
-            uniform,
-            bind,
-        }
-    }
-}
+/// The GPU engine of the continuous-time models: a [`GpuEngine`] whose
+/// pipelines are all compiled on first use (so its constructor cannot fail),
+/// kept as its own name for the callers that only run models. It implements
+/// [`Engine`] like every engine, the DDK map included.
+pub struct GpuOdeEngine(GpuEngine);
 
 impl GpuOdeEngine {
     /// An engine on `ctx`; pipelines are compiled on first use of each model.
     pub fn new(ctx: Arc<GpuContext>) -> Self {
-        Self {
-            ctx,
-            pipelines: Mutex::new(HashMap::new()),
-            buffers: Mutex::new(None),
-        }
+        Self(GpuEngine::lazy(ctx))
     }
 
     /// The shared context.
     pub fn context(&self) -> &Arc<GpuContext> {
-        &self.ctx
+        self.0.context()
     }
 
     /// What this engine runs on.
     pub fn info(&self) -> BackendInfo {
-        self.ctx.backend_info()
+        self.0.info()
     }
 
     /// Bytes moved to and from the device so far (see [`GpuContext::transfer`]).
     pub fn transfer(&self) -> super::Transfer {
-        self.ctx.transfer()
+        self.0.ctx.transfer()
     }
 
-    fn pipeline(&self, model: Model) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = map.get(&model) {
-            return Ok(p.clone());
-        }
-        let p = Arc::new(self.ctx.pipeline(shaders::ode_kernel(model))?);
-        map.insert(model, p.clone());
-        Ok(p)
+    /// Timing and dispatch counts of the last run.
+    pub fn last_timing(&self) -> super::GpuTiming {
+        self.0.last_timing()
     }
 
     /// Integrates every trajectory of `x` (`[seqs, steps]`) under every
-    /// parameter set of `spec` in f32 (see [`crate::engine::ode`]). `chunk`
-    /// bounds the trajectories per dispatch (tests force it tiny). The `exact`
-    /// integrator runs the f32 closed form of `shaders/models/<model>.wgsl`
-    /// (`model_exact`); for a model without one it is refused with an error
-    /// naming the integrators the GPU runs.
+    /// parameter set of `spec` into fresh [`Features`] (see
+    /// [`Engine::run_model_into`]); `chunk` bounds the trajectories per
+    /// dispatch (tests force it tiny).
     pub fn run(
         &self,
         x: &[f32],
@@ -178,6 +112,61 @@ impl GpuOdeEngine {
         spec: &OdeSpec,
         chunk: Option<usize>,
     ) -> Result<Features> {
+        let mut f = Features::default();
+        self.0.run_model(x, seqs, steps, spec, chunk, &mut f)?;
+        Ok(f)
+    }
+}
+
+impl Engine for GpuOdeEngine {
+    fn info(&self) -> BackendInfo {
+        self.0.info()
+    }
+    fn run_into(&self, batch: &Batch, opts: &RunOptions, out: &mut Features) -> Result<()> {
+        self.0.run_into(batch, opts, out)
+    }
+    fn run_model_into(
+        &self,
+        x: &[f32],
+        seqs: usize,
+        steps: usize,
+        spec: &OdeSpec,
+        opts: &RunOptions,
+        out: &mut Features,
+    ) -> Result<()> {
+        self.0.run_model_into(x, seqs, steps, spec, opts, out)
+    }
+    fn transfer(&self) -> super::Transfer {
+        self.0.transfer()
+    }
+}
+
+impl GpuEngine {
+    fn model_pipeline(&self, model: Model) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut map = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = map.get(&model) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(self.ctx.pipeline(shaders::ode_kernel(model))?);
+        map.insert(model, p.clone());
+        Ok(p)
+    }
+
+    /// The continuous-model run behind [`Engine::run_model_into`]: every
+    /// trajectory of `x` (`[seqs, steps]`) under every parameter set of
+    /// `spec` in f32 (see [`crate::engine::ode`]). The `exact` integrator runs
+    /// the f32 closed form of `shaders/models/<model>.wgsl` (`model_exact`);
+    /// for a model without one it is refused with an error naming the
+    /// integrators the GPU runs.
+    pub(super) fn run_model(
+        &self,
+        x: &[f32],
+        seqs: usize,
+        steps: usize,
+        spec: &OdeSpec,
+        chunk: Option<usize>,
+        f: &mut Features,
+    ) -> Result<()> {
         check_inputs(x, seqs, steps)?;
         spec.check()?;
         if chunk == Some(0) {
@@ -200,9 +189,8 @@ impl GpuOdeEngine {
                 ));
             }
         };
-        let pipeline = self.pipeline(spec.model)?;
+        let pipeline = self.model_pipeline(spec.model)?;
         let ctx = &*self.ctx;
-        let dev = &ctx.device;
         let (p_all, t) = (spec.sets(), steps);
         let lim = ChunkLimits::for_shape(ctx.limits(), t, MAX_PARAMS as u64, false, chunk);
         let chunks = plan_chunks(p_all, seqs, lim);
@@ -222,54 +210,60 @@ impl GpuOdeEngine {
         debug_assert!(n_par <= MAX_PARAMS);
         let w0: Vec<f32> = spec.w0.iter().map(|&v| v as f32).collect();
 
-        let sizes = [
-            max_rows as u64 * t64 * 4,
-            (max_sets * MAX_PARAMS) as u64 * 4,
-            max_sets as u64 * 4,
-            max_n as u64 * t64 * 4,
-            max_n as u64 * 4,
+        let layout = [
+            Binding {
+                label: "ode x",
+                bytes: max_rows as u64 * t64 * 4,
+                role: Role::Shared,
+            },
+            Binding {
+                label: "ode params",
+                bytes: (max_sets * MAX_PARAMS) as u64 * 4,
+                role: Role::Input,
+            },
+            Binding {
+                label: "ode w0",
+                bytes: max_sets as u64 * 4,
+                role: Role::Input,
+            },
+            Binding {
+                label: "ode out",
+                bytes: max_n as u64 * t64 * 4,
+                role: Role::Output,
+            },
+            Binding {
+                label: "ode status",
+                bytes: max_n as u64 * 4,
+                role: Role::Output,
+            },
         ];
         // Buffers of the last run are reused while the model (its pipeline's
         // layout) is the same and they are large enough: sweeps and Monte Carlo
         // studies run many batches of one shape.
-        let mut cache = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        let fits = cache.as_ref().is_some_and(|c| {
-            c.model == spec.model && c.sizes.iter().zip(&sizes).all(|(have, want)| have >= want)
-        });
-        if !fits {
+        let mut cache = self.model_buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache
+            .as_ref()
+            .is_some_and(|(m, d)| *m == spec.model && d.fits(&layout))
+        {
             *cache = None; // free the old buffers first
-            *cache = Some(Box::new(OdeBuffers::new(dev, &pipeline, spec.model, sizes)));
+            let d = Dispatcher::new(ctx, &pipeline, "ode", &layout, &OdeUniform::default());
+            *cache = Some((spec.model, d));
         }
-        let OdeBuffers {
-            x: x_buf,
-            params: p_buf,
-            w0: w0_buf,
-            out: out_buf,
-            status: st_buf,
-            out_stage,
-            status_stage: st_stage,
-            uniform: uni_buf,
-            bind,
-            ..
-        } = cache.as_deref().expect("just created");
-        let mut f = Features::default();
+        let (_, disp) = cache.as_ref().expect("just created");
         f.prepare_shape(p_all, seqs, t, false);
-        let mut words = vec![0u32; max_n];
-        let mut x_uploaded: Option<Range<usize>> = None;
-        for c in &chunks {
+        let mut x_block: Option<Range<usize>> = None;
+        let prepare = |i: usize, slot: &Slot| -> Result<Launch> {
+            let c = &chunks[i];
             let n = c.len();
-            if x_uploaded.as_ref() != Some(&c.seqs) {
+            if x_block.as_ref() != Some(&c.seqs) {
+                // Shared by both slots: once per sequence block.
                 let xs = &x[c.seqs.start * t..c.seqs.end * t];
-                ctx.write(x_buf, 0, bytemuck::cast_slice(xs));
-                x_uploaded = Some(c.seqs.clone());
+                ctx.write(slot.buffer(1), 0, bytemuck::cast_slice(xs));
+                x_block = Some(c.seqs.clone());
             }
             let pr = c.sets.start * MAX_PARAMS..c.sets.end * MAX_PARAMS;
-            ctx.write(p_buf, 0, bytemuck::cast_slice(&params[pr]));
-            ctx.write(
-                w0_buf,
-                0,
-                bytemuck::cast_slice(&w0[c.sets.start..c.sets.end]),
-            );
+            ctx.write(slot.buffer(2), 0, bytemuck::cast_slice(&params[pr]));
+            ctx.write(slot.buffer(3), 0, bytemuck::cast_slice(&w0[c.sets.clone()]));
             let (grid_x, grid_y) = ctx.grid(n, ODE_WORKGROUP_SIZE)?;
             let uni = OdeUniform {
                 n_traj: n as u32,
@@ -286,41 +280,36 @@ impl GpuOdeEngine {
                 atol: atol as f32,
                 ..Default::default()
             };
-            ctx.write(uni_buf, 0, bytemuck::bytes_of(&uni));
-            let out_bytes = n as u64 * t64 * 4;
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("ode compute"),
-            });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("ode pass"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(&pipeline);
-                pass.set_bind_group(0, bind, &[]);
-                pass.dispatch_workgroups(grid_x, grid_y, 1);
-            }
-            enc.copy_buffer_to_buffer(out_buf, 0, out_stage, 0, out_bytes);
-            enc.copy_buffer_to_buffer(st_buf, 0, st_stage, 0, n as u64 * 4);
-            ctx.queue.submit([enc.finish()]);
+            ctx.write(slot.uniform(), 0, bytemuck::bytes_of(&uni));
+            Ok(Launch {
+                grid: (grid_x, grid_y),
+                out_bytes: vec![n as u64 * t64 * 4, n as u64 * 4],
+            })
+        };
+        let Features {
+            w,
+            status,
+            first_bad,
+            ..
+        } = f;
+        let finish = |i: usize, done: &Finished| -> Result<()> {
+            let c = &chunks[i];
             // The chunk's trajectories are contiguous in the outputs (see plan_chunks).
             let first = c.sets.start * seqs + c.seqs.start;
-            ctx.read_buffer(
-                out_stage,
-                out_bytes,
-                bytemuck::cast_slice_mut(&mut f.w[first * t..(first + n) * t]),
-            )?;
-            ctx.read_buffer(
-                st_stage,
-                n as u64 * 4,
-                bytemuck::cast_slice_mut(&mut words[..n]),
-            )?;
-            unpack_status(
-                &words[..n],
-                &mut f.status[first..first + n],
-                &mut f.first_bad[first..first + n],
+            let n = c.len();
+            par_copy(
+                bytemuck::cast_slice_mut(&mut w[first * t..(first + n) * t]),
+                done.outputs[0],
             );
-        }
-        Ok(f)
+            unpack_status_bytes(
+                done.outputs[1],
+                &mut status[first..first + n],
+                &mut first_bad[first..first + n],
+            );
+            Ok(())
+        };
+        let stats = disp.run(ctx, &pipeline, "ode", chunks.len(), prepare, finish)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = stats.into();
+        Ok(())
     }
 }

@@ -568,6 +568,13 @@ impl McEvaluator {
 }
 
 impl Evaluator for McEvaluator {
+    fn transfer(&self) -> crate::engine::Transfer {
+        // The map engine and a continuous model's GPU engine are on their
+        // own contexts (the CLI builds one device per family): no double count.
+        let ode = self.ode.as_ref().map(|k| k.transfer()).unwrap_or_default();
+        self.engine.transfer() + ode
+    }
+
     fn metric_names(&self) -> Vec<String> {
         if self.ode.is_some() {
             let mut m: Vec<String> = self

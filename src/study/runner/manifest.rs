@@ -2,6 +2,7 @@
 //! and the checks that keep one directory to one study.
 
 use super::StudyKind;
+use crate::engine::Transfer;
 use crate::report::output::{Outputs, write_atomic};
 use crate::study::plan::{Plan, hex};
 use crate::study::spec::{McSpec, SweepSpec};
@@ -74,6 +75,10 @@ pub struct Manifest {
     /// files), by absolute path; `--resume`, reruns and `merge` verify them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, String>,
+    /// Bytes the study's engine moved between host and device, in total over
+    /// every invocation (a merged directory: over its shards). Zero on the CPU.
+    #[serde(default)]
+    pub transfer: Transfer,
     /// For a merged directory: the manifests of its shards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<serde_json::Value>,

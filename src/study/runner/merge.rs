@@ -247,6 +247,10 @@ pub fn merge_with(
         runs: Vec::new(),
         inputs,
         merged_from,
+        transfer: manifests
+            .iter()
+            .map(|m| m.transfer)
+            .fold(Default::default(), |a, b| a + b),
         extra,
         ..first.clone()
     };

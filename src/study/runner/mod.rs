@@ -117,6 +117,13 @@ pub trait Evaluator {
     fn evaluate_many(&mut self, points: &[Point]) -> Result<Vec<Vec<f64>>> {
         points.iter().map(|p| self.evaluate(p)).collect()
     }
+
+    /// Bytes the evaluator's engine has moved between host and device so far
+    /// ([`crate::engine::Engine::transfer`]; default zero, as on the CPU). The
+    /// runner adds what one invocation moved to the manifest's `transfer`.
+    fn transfer(&self) -> crate::engine::Transfer {
+        crate::engine::Transfer::default()
+    }
 }
 
 /// The two kinds of study, which differ only in names.
@@ -300,6 +307,7 @@ fn load_manifest(
                 runs: Vec::new(),
                 inputs: inputs.clone(),
                 merged_from: Vec::new(),
+                transfer: Default::default(),
                 extra: serde_json::Map::new(),
             })
         }
@@ -539,6 +547,7 @@ pub fn run_study_with(
         ..
     } = read;
     record_start(study, &mut manifest, already_done)?;
+    let transfer_before = evaluator.transfer();
     let evaluated = evaluate_missing(
         study,
         evaluator,
@@ -552,6 +561,7 @@ pub fn run_study_with(
         },
     )?;
     drop(file);
+    manifest.transfer = manifest.transfer + evaluator.transfer().since(transfer_before);
     if let Some(r) = manifest.runs.last_mut() {
         r.evaluated = evaluated;
         r.seconds = Some(t0.elapsed().as_secs_f64());

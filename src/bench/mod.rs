@@ -7,10 +7,15 @@
 //! when the results are back in host memory (the GPU is synchronised inside
 //! the timed region). A trajectory-step is one state `w[k]` produced: one input
 //! read (4 B) and one state written (4 B).
+//!
+//! [`workloads`]: the end-to-end figures (sweep points and Monte Carlo draws
+//! per second) beside the kernel-only one.
+
+pub mod workloads;
 
 use crate::Result;
 use crate::batch::{Batch, DeviceParams, Features};
-use crate::engine::{Engine, RunOptions};
+use crate::engine::{Engine, RunOptions, Transfer};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,8 @@ pub struct BenchResult {
     pub download_seconds: Option<f64>,
     /// Timed runs behind the median.
     pub runs: usize,
+    /// Bytes the engine moved in one timed run (zero on the CPU).
+    pub transfer: Transfer,
 }
 
 /// How long to measure each point.
@@ -96,13 +103,16 @@ pub fn measure(
     let mut out = Features::default();
     engine.run_into(batch, &opts, &mut out)?; // warm-up
     let (mut wall, mut kern, mut up, mut down) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut transfer = Transfer::default();
     let start = Instant::now();
     while wall.len() < cfg.max_runs
         && (wall.len() < cfg.min_runs || start.elapsed() < Duration::from_secs_f64(cfg.min_seconds))
     {
+        let before = engine.transfer();
         let t0 = Instant::now();
         engine.run_into(batch, &opts, &mut out)?;
         wall.push(t0.elapsed().as_secs_f64());
+        transfer = engine.transfer().since(before);
         if let Some(f) = gpu_timing {
             let (k, u, d) = f();
             if let Some(k) = k {
@@ -128,6 +138,7 @@ pub fn measure(
         upload_seconds: (!up.is_empty()).then(|| median(&mut up)),
         download_seconds: (!down.is_empty()).then(|| median(&mut down)),
         runs: wall.len(),
+        transfer,
     })
 }
 
