@@ -71,13 +71,14 @@ pub const GPU_INTEGRATORS: &str = "euler, heun, rk4, adaptive";
 /// The GPU engine of the continuous-time models: a [`GpuEngine`] whose
 /// pipelines are all compiled on first use (so its constructor cannot fail),
 /// kept as its own name for the callers that only run models. It implements
-/// [`Engine`] like every engine, the DDK map included.
-pub struct GpuOdeEngine(GpuEngine);
+/// [`Engine`] like every engine, the DDK map included. (Boxed: it sits in
+/// enums such as `study::kinetics::Kinetics` beside a reference.)
+pub struct GpuOdeEngine(Box<GpuEngine>);
 
 impl GpuOdeEngine {
     /// An engine on `ctx`; pipelines are compiled on first use of each model.
     pub fn new(ctx: Arc<GpuContext>) -> Self {
-        Self(GpuEngine::lazy(ctx))
+        Self(Box::new(GpuEngine::lazy(ctx)))
     }
 
     /// The shared context.
