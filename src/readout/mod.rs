@@ -37,6 +37,7 @@
 
 mod config;
 mod metrics;
+pub mod moments;
 mod net;
 mod ridge;
 
@@ -52,6 +53,7 @@ pub use config::{ReadoutKind, TrainConfig};
 pub use metrics::{accuracy, argmax_rows, confusion_csv, confusion_matrix, vote};
 pub use net::{Activation, BatchNorm, Network, Optimizer};
 pub(crate) use net::{OptState, Workspace};
+pub use moments::{LinearReadout, RidgeMoments, forward_correct};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};
 pub use standardize::{STD_FLOOR, Standardizer, check_features};
 pub use trainer::{EpochReport, Evaluation, Trainer, stratified_split, train};
