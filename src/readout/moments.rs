@@ -180,9 +180,7 @@ impl RidgeMoments {
         let sums: Vec<f64> = (0..f)
             .map(|j| (0..c).map(|k| self.at(f + k, j)).sum())
             .collect();
-        let mean: Vec<f64> = (0..f)
-            .map(|j| self.shift[j] as f64 + sums[j] / n)
-            .collect();
+        let mean: Vec<f64> = (0..f).map(|j| self.shift[j] as f64 + sums[j] / n).collect();
         let centred = |i: usize, j: usize| self.at(i, j) - sums[i] * sums[j] / n;
         let std: Vec<f64> = (0..f)
             .map(|j| {
@@ -214,11 +212,16 @@ impl RidgeMoments {
         let mut xty = vec![0.0f64; f * c];
         for j in 0..f {
             for k in 0..c {
-                xty[j * c + k] = (2.0 * self.at(f + k, j) - 2.0 * sums[j] * counts[k] / n) * scale[j];
+                xty[j * c + k] =
+                    (2.0 * self.at(f + k, j) - 2.0 * sums[j] * counts[k] / n) * scale[j];
             }
         }
         // Standardised features have mean 0 on these rows.
-        let x_mean = if standardize { vec![0.0; f] } else { mean.clone() };
+        let x_mean = if standardize {
+            vec![0.0; f]
+        } else {
+            mean.clone()
+        };
         let st = standardize.then_some(Standardizer { mean, std });
         Ok((st, RidgeGram::from_centred(x_mean, y_mean, &gram, &xty)?))
     }
@@ -387,7 +390,8 @@ mod tests {
         // Two blocks on two "threads", merged.
         let mut m2 = m.clone();
         m.accumulate(&x[..100 * f], 100, &y[..100], false).unwrap();
-        m2.accumulate(&x[100 * f..], n - 100, &y[100..], true).unwrap();
+        m2.accumulate(&x[100 * f..], n - 100, &y[100..], true)
+            .unwrap();
         m.merge(&m2).unwrap();
         let got = m.train(&cfg).unwrap();
         let (Model::Ridge(a), Model::Ridge(b)) = (&got.model, &want.model) else {

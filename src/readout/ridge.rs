@@ -190,7 +190,6 @@ impl RidgeGram {
         total
     }
 
-
     /// Solves `(G + lambda I) W = Xc^T Yc` by Cholesky for one lambda.
     pub fn solve(&self, lambda: f64) -> Result<Ridge> {
         if !(lambda >= 0.0 && lambda.is_finite()) {

@@ -6,14 +6,19 @@
 //! - [`GpuOdeEngine`]: the continuous-time device models (`shaders/ode.wgsl`),
 //!   chunked the same way.
 //! - [`GpuVjpEngine`]: the reverse (adjoint) DDK kernel, chunked the same way.
+//! - [`GpuReducer`]: the study reductions fused after the DDK kernel (ridge
+//!   moments, the readout's forward pass as counts): features stay on the device.
 
 pub mod context;
 pub mod ddk;
+pub mod forward;
+pub mod moments;
 pub mod ode;
 pub mod shaders;
 pub mod vjp;
 
 pub use context::{GpuContext, Transfer, list_adapters};
 pub use ddk::{GpuEngine, GpuTiming};
+pub use moments::GpuReducer;
 pub use ode::GpuOdeEngine;
 pub use vjp::GpuVjpEngine;
