@@ -23,7 +23,7 @@ struct MomentsUniform {
     sets: u32,       // parameter sets in the tile
     blocks: u32,     // ceil(g / 16): 16 x 16 blocks per dimension
     grid_x: u32,     // workgroups along x
-    _pad0: u32,
+    one: f32,        // 1.0, opaque to the compiler (see add2)
     _pad1: u32,
     _pad2: u32,
 }
@@ -52,14 +52,21 @@ fn aug(p: u32, row: u32, col: u32) -> f32 {
     return select(0.0, 1.0, labels[row] == col - u.f);
 }
 
-// (hi, lo) + v, compensated (two-sum), renormalised.
+// (hi, lo) + v, compensated (Knuth's two-sum), renormalised. WGSL has no
+// `precise`: a shader compiler may treat (a + b) - a as b and fold the error
+// term to 0 (Mesa's NIR does for inexact operations). Every intermediate is
+// multiplied by u.one, 1.0 known only at run time, so no identity applies;
+// x * 1 is exact, so the arithmetic is Knuth's.
 fn add2(acc: vec2<f32>, v: f32) -> vec2<f32> {
-    let s = acc.x + v;
-    let bp = s - acc.x;
-    let e = (acc.x - (s - bp)) + (v - bp);
-    let lo = acc.y + e;
-    let hi = s + lo;
-    return vec2<f32>(hi, lo - (hi - s));
+    let one = u.one;
+    let s = (acc.x + v) * one;
+    let bp = (s - acc.x) * one;
+    let ap = (s - bp) * one;
+    let e = ((acc.x - ap) * one) + ((v - bp) * one);
+    let lo = (acc.y + e) * one;
+    let hi = (s + lo) * one;
+    let back = (hi - s) * one;
+    return vec2<f32>(hi, (lo - back) * one);
 }
 
 @compute @workgroup_size(256)

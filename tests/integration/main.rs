@@ -6,6 +6,7 @@ mod data;
 mod engine;
 mod mc;
 mod models;
+mod moments;
 mod ode;
 mod paper;
 mod protocol;

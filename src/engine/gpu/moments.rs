@@ -57,8 +57,10 @@ pub struct MomentsUniform {
     pub blocks: u32,
     /// Workgroups along x.
     pub grid_x: u32,
+    /// 1.0, read at run time so the compiler cannot simplify the two-sum.
+    pub one: f32,
     /// Padding to 16 bytes.
-    pub pad: [u32; 3],
+    pub pad: [u32; 2],
 }
 
 /// A side's inputs as the reductions read them: `samples * spp` sequences of
@@ -393,7 +395,8 @@ impl GpuReducer {
                 sets: sets as u32,
                 blocks: blocks as u32,
                 grid_x: gx,
-                pad: [0; 3],
+                one: 1.0,
+                pad: [0; 2],
             };
             // Written through the queue: ordered before this tile's submission.
             self.ctx.write(&uni, 0, bytemuck::bytes_of(&u));
