@@ -5,7 +5,7 @@ use memkin::cost::card::{Card, PRESETS};
 use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
 use memkin::engine::BackendChoice;
-use memkin::engine::gpu::GpuOdeEngine;
+use memkin::engine::gpu::{GpuEngine, GpuOdeEngine, GpuReducer};
 use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
 use memkin::readout::TrainConfig;
@@ -101,14 +101,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .is_some_and(|n| n != "ddk");
     // A continuous model runs on its own GPU driver; the map engine is then
     // unused, so it stays on the CPU (one device per process).
-    let engine = select(
-        if continuous {
-            BackendChoice::Cpu
-        } else {
-            a.backend.backend
-        },
-        Precision::F32,
-    )?;
+    // The map on a GPU: one context shared by the DDK engine and the fused
+    // reductions (GpuReducer), so one set of byte counters sees both.
+    let map_ctx = if continuous {
+        None
+    } else {
+        memkin::engine::select_gpu_context(a.backend.backend)?.map(std::sync::Arc::new)
+    };
+    let engine: Box<dyn memkin::engine::Engine> = match &map_ctx {
+        Some(ctx) => {
+            if ctx.is_software() {
+                eprintln!(
+                    "memkin: note: GPU adapter '{}' is a software rasteriser (CPU); its speed says nothing about a GPU",
+                    ctx.adapter_info().name
+                );
+            }
+            Box::new(GpuEngine::new(ctx.clone())?)
+        }
+        None => select(BackendChoice::Cpu, Precision::F32)?,
+    };
     let ode_gpu = if continuous {
         memkin::engine::select_gpu_context(a.backend.backend)?
             .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c)))
@@ -183,6 +194,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     let mut eval =
         SweepEvaluator::new(kinetics, sides, ds.n_classes, readout, batch)?.with_cost(coster);
+    if let Some(ctx) = &map_ctx {
+        eval = eval.with_reducer(GpuReducer::new(ctx.clone())?);
+    }
+    let readout_site = eval
+        .readout_site()
+        .describe(map_ctx.is_some() || continuous && backend == "gpu");
     let study = Study {
         dir: &a.out,
         kind: StudyKind::Sweep,
@@ -194,7 +211,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         manifest_extra: serde_json::json!({
             "backend": backend, "adapter": adapter,
             "dataset": ds.name, "n_train": ds.n_train(), "n_test": ds.n_test(), "batch": batch,
-            "val_fraction": val_fraction, "n_fit": n_fit, "n_val": n_val,
+            "val_fraction": val_fraction, "n_fit": n_fit, "n_val": n_val, "readout_site": readout_site,
             "card": card.name, "cost": "energy_j, latency_s, area_mm2 per inference on the card: the DDK network with each point's kinetics activity measured on its first test inputs (docs/cost.md)",
             "selection": "the point with the best val_accuracy (validation side carved from the training side); test_accuracy is reported, never chosen on",
         }),
@@ -222,6 +239,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "already_done": outcome.already_done, "evaluated": outcome.evaluated, "seconds": outcome.seconds,
         "heatmap": heatmap, "backend": backend, "adapter": adapter, "seed": spec.seed,
         "selected": selected,
+        "transfer": map_ctx.as_ref().map(|c| c.transfer()),
     });
     if a.common.json {
         print_json(&summary);

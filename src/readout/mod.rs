@@ -37,6 +37,7 @@
 
 mod config;
 mod metrics;
+pub mod moments;
 mod net;
 mod ridge;
 
@@ -50,6 +51,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::rng::Rng;
 pub use config::{ReadoutKind, TrainConfig};
 pub use metrics::{accuracy, argmax_rows, confusion_csv, confusion_matrix, vote};
+pub use moments::{LinearReadout, RidgeMoments, forward_correct};
 pub use net::{Activation, BatchNorm, Network, Optimizer};
 pub(crate) use net::{OptState, Workspace};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};

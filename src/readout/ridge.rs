@@ -144,6 +144,52 @@ impl RidgeGram {
         self.x_mean.len()
     }
 
+    /// The same lambda-independent part from moments already centred (the
+    /// solve-from-moments entry point of [`super::moments::RidgeMoments`]):
+    /// `gram` = `Xc^T Xc` (`[f, f]`, both triangles), `xty` = `Xc^T Yc`
+    /// (`[f, n_classes]` row-major), with the means the intercept needs.
+    pub fn from_centred(
+        x_mean: Vec<f64>,
+        y_mean: Vec<f64>,
+        gram: &[f64],
+        xty: &[f64],
+    ) -> Result<Self> {
+        let (f, c) = (x_mean.len(), y_mean.len());
+        if f == 0 || c < 2 || gram.len() != f * f || xty.len() != f * c {
+            return Err(Error::Internal(format!(
+                "RidgeGram::from_centred: {} gram and {} xty values for {f} features, {c} classes",
+                gram.len(),
+                xty.len()
+            )));
+        }
+        Ok(RidgeGram {
+            n_classes: c,
+            x_mean,
+            y_mean,
+            gram: Mat::from_fn(f, f, |i, j| gram[i * f + j]),
+            xty: Mat::from_fn(f, c, |i, k| xty[i * c + k]),
+        })
+    }
+
+    /// Sum of squared residuals of `ridge` (fitted on this Gram) on its own
+    /// fitting rows, from the moments alone: `tr(W^T G W) - 2 tr(W^T Xc^T Yc)
+    /// + sum |Yc|^2`, with `sum |Yc|^2 = n (1 - ymean^2)` per ±1 target column
+    /// (`n` rows).
+    pub fn residual_sq(&self, ridge: &Ridge, n: f64) -> f64 {
+        let (f, c) = (self.n_features(), self.n_classes);
+        let w = |i: usize, k: usize| ridge.weights[i * c + k];
+        let mut total = 0.0;
+        for k in 0..c {
+            let mut quad = 0.0;
+            for i in 0..f {
+                let gw: f64 = (0..f).map(|j| self.gram[(i, j)] * w(j, k)).sum();
+                quad += w(i, k) * gw - 2.0 * w(i, k) * self.xty[(i, k)];
+            }
+            total += quad + n * (1.0 - self.y_mean[k] * self.y_mean[k]);
+        }
+        total
+    }
+
     /// Solves `(G + lambda I) W = Xc^T Yc` by Cholesky for one lambda.
     pub fn solve(&self, lambda: f64) -> Result<Ridge> {
         if !(lambda >= 0.0 && lambda.is_finite()) {

@@ -49,6 +49,7 @@ pub mod inputs;
 pub mod kinetics;
 pub mod montecarlo;
 pub mod plan;
+pub mod reduce;
 pub mod runner;
 pub mod spec;
 pub mod sweep;

@@ -16,8 +16,9 @@ use super::plan::Point;
 use super::runner::{Evaluator, ResultsTable};
 use crate::Result;
 use crate::cost::{PointCost, PointCoster};
+use crate::engine::gpu::GpuReducer;
 use crate::pipeline::Sides;
-use crate::readout::{self, TrainConfig};
+use crate::readout::{self, ReadoutKind, TrainConfig};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -29,6 +30,38 @@ pub struct SweepEvaluator<'a> {
     readout: TrainConfig,
     batch: usize,
     coster: Option<PointCoster>,
+    reducer: Option<GpuReducer>,
+    block_samples: Option<usize>,
+    cost_head: Option<crate::pipeline::Side>,
+}
+
+/// Where a sweep's readout is trained and scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadoutSite {
+    /// Ridge from the fit side's moments, scored by counting; the features of
+    /// a side are never held whole (CPU) or never leave the device (GPU).
+    Moments,
+    /// The features of every side are produced (and on a GPU downloaded) and
+    /// the readout is trained on the host (softmax, MLP, a lambda scan).
+    Host,
+}
+
+impl ReadoutSite {
+    /// What study manifests record under `"readout_site"`.
+    pub fn describe(self, gpu: bool) -> &'static str {
+        match (self, gpu) {
+            (ReadoutSite::Moments, true) => {
+                "device: ridge moments and correct counts are computed on the GPU and downloaded (no features); the F x F systems are solved on the host"
+            }
+            (ReadoutSite::Moments, false) => {
+                "cpu: ridge from f64 moments accumulated over blocks of samples, scored by counting"
+            }
+            (ReadoutSite::Host, true) => {
+                "host: the features are downloaded and the readout is trained per point on the host (only a one-lambda ridge readout runs on the device)"
+            }
+            (ReadoutSite::Host, false) => "host: the readout is trained per point on the features",
+        }
+    }
 }
 
 impl<'a> SweepEvaluator<'a> {
@@ -49,7 +82,37 @@ impl<'a> SweepEvaluator<'a> {
             readout,
             batch: batch.max(1),
             coster: None,
+            reducer: None,
+            block_samples: None,
+            cost_head: None,
         })
+    }
+
+    /// Runs ridge points on the GPU through `reducer` (the discrete map only):
+    /// a point downloads its moments and counts, never its features.
+    pub fn with_reducer(mut self, reducer: GpuReducer) -> Self {
+        self.reducer = Some(reducer);
+        self
+    }
+
+    /// At most `n` samples per CPU block (tests force tiny blocks).
+    pub fn with_block_samples(mut self, n: usize) -> Self {
+        self.block_samples = Some(n.max(1));
+        self
+    }
+
+    /// Where this evaluator trains and scores its readout.
+    pub fn readout_site(&self) -> ReadoutSite {
+        let ridge =
+            self.readout.kind == ReadoutKind::Ridge && self.readout.ridge_lambdas.len() <= 1;
+        let device_ok = self.reducer.is_none()
+            || (matches!(self.kinetics, Kinetics::Map { .. })
+                && self.n_classes <= crate::engine::gpu::forward::MAX_CLASSES);
+        if ridge && device_ok {
+            ReadoutSite::Moments
+        } else {
+            ReadoutSite::Host
+        }
     }
 
     /// Adds the cost columns `energy_j`, `latency_s`, `area_mm2` (per
@@ -103,6 +166,9 @@ impl Evaluator for SweepEvaluator<'_> {
     }
 
     fn evaluate_many(&mut self, points: &[Point]) -> Result<Vec<Vec<f64>>> {
+        if self.readout_site() == ReadoutSite::Moments {
+            return self.evaluate_moments(points);
+        }
         let start = Instant::now();
         let sides = [&self.sides.fit, &self.sides.val, &self.sides.test];
         let feats = sides
@@ -155,6 +221,73 @@ impl Evaluator for SweepEvaluator<'_> {
                 row.extend(cost_values(c.point(&test.encoded.x, x[2], test.n())?));
             }
             row.push(shared + t0.elapsed().as_secs_f64());
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+impl SweepEvaluator<'_> {
+    /// [`ReadoutSite::Moments`]: counts from [`super::reduce`], then the rows.
+    fn evaluate_moments(&mut self, points: &[Point]) -> Result<Vec<Vec<f64>>> {
+        let start = Instant::now();
+        let counts = match &self.reducer {
+            Some(r) => {
+                super::reduce::gpu_points(r, &self.sides, points, self.n_classes, &self.readout)?
+            }
+            None => super::reduce::cpu_points(
+                &self.kinetics,
+                &self.sides,
+                points,
+                self.n_classes,
+                &self.readout,
+                self.block_samples,
+            )?,
+        };
+        let sides = [&self.sides.fit, &self.sides.val, &self.sides.test];
+        let total: usize = sides.iter().map(|s| s.encoded.seqs).sum();
+        // The cost's kinetics activity: each point's states on the first test
+        // samples, integrated on the CPU (so the GPU path downloads no states).
+        let activity = match &self.coster {
+            Some(c) => {
+                let head = self.cost_head.get_or_insert_with(|| {
+                    let t = &self.sides.test;
+                    t.subset(&(0..t.n().min(crate::cost::ACTIVITY_SAMPLES)).collect::<Vec<_>>())
+                });
+                let cpu = crate::engine::cpu::CpuEngine::new(crate::engine::Precision::F32);
+                let feats = match &self.kinetics {
+                    Kinetics::Map { .. } => Kinetics::Map { engine: &cpu }.run(head, points)?,
+                    other => other.run(head, points)?,
+                };
+                Some((c, feats))
+            }
+            None => None,
+        };
+        let shared = start.elapsed().as_secs_f64() / points.len() as f64;
+        let mut rows = Vec::with_capacity(points.len());
+        for (p, pc) in counts.iter().enumerate() {
+            let diverged = pc.bad as f64 / total.max(1) as f64;
+            let mut row: Vec<f64> = if pc.bad > 0 {
+                vec![f64::NAN; 3]
+            } else {
+                sides
+                    .iter()
+                    .zip(pc.correct)
+                    .map(|(s, k)| k as f64 / s.n().max(1) as f64)
+                    .collect()
+            };
+            row.push(diverged);
+            if let Some((c, feats)) = &activity {
+                let head = self.cost_head.as_ref().expect("set with the coster");
+                let per = head.n() * head.n_features();
+                let cost = if pc.bad > 0 {
+                    PointCost::NAN
+                } else {
+                    c.point(&head.encoded.x, &feats.w[p * per..(p + 1) * per], head.n())?
+                };
+                row.extend(cost_values(cost));
+            }
+            row.push(shared);
             rows.push(row);
         }
         Ok(rows)

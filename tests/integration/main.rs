@@ -7,6 +7,7 @@ mod dispatch;
 mod engine;
 mod mc;
 mod models;
+mod moments;
 mod ode;
 mod paper;
 mod protocol;

@@ -7,15 +7,20 @@
 //!   (`shaders/ode.wgsl`), with transparent chunking ([`ddk::plan_chunks`]).
 //! - [`GpuOdeEngine`]: the same engine with every pipeline compiled on first use.
 //! - [`GpuVjpEngine`]: the reverse (adjoint) DDK kernel, chunked the same way.
+//! - [`GpuReducer`]: the study reductions fused after the DDK kernel (ridge
+//!   moments, the readout's forward pass as counts): features stay on the device.
 
 pub mod context;
 pub mod ddk;
 pub mod dispatch;
+pub mod forward;
+pub mod moments;
 pub mod ode;
 pub mod shaders;
 pub mod vjp;
 
 pub use context::{GpuContext, PendingRead, Transfer, list_adapters};
 pub use ddk::{GpuEngine, GpuTiming};
+pub use moments::GpuReducer;
 pub use ode::GpuOdeEngine;
 pub use vjp::GpuVjpEngine;

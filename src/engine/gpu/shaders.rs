@@ -60,6 +60,33 @@ pub const DDK_VJP: ShaderSource = ShaderSource {
     workgroup_size: super::vjp::VJP_WORKGROUP_SIZE,
 };
 
+/// Ridge moments of a kinetics tile (`A^T A` of `[x - shift, onehot(y)]`).
+pub const MOMENTS: ShaderSource = ShaderSource {
+    name: "moments",
+    body: include_str!("../../../shaders/moments.wgsl"),
+    includes: &[],
+    entry: "main",
+    workgroup_size: super::moments::MOMENTS_WORKGROUP_SIZE,
+};
+
+/// The linear readout's forward pass over a kinetics tile, as correct counts.
+pub const FORWARD: ShaderSource = ShaderSource {
+    name: "forward",
+    body: include_str!("../../../shaders/forward.wgsl"),
+    includes: &[],
+    entry: "main",
+    workgroup_size: super::forward::FORWARD_WORKGROUP_SIZE,
+};
+
+/// Failed trajectories per parameter set of a DDK tile.
+pub const COUNT_BAD: ShaderSource = ShaderSource {
+    name: "count_bad",
+    body: include_str!("../../../shaders/count_bad.wgsl"),
+    includes: &[],
+    entry: "main",
+    workgroup_size: super::forward::COUNT_WORKGROUP_SIZE,
+};
+
 /// The entry point of the continuous-time kernels (`shaders/ode.wgsl`).
 const ODE_BODY: &str = include_str!("../../../shaders/ode.wgsl");
 
@@ -101,4 +128,13 @@ pub fn ode_kernel(model: Model) -> &'static ShaderSource {
 }
 
 /// Every kernel memkin dispatches.
-pub const ALL: &[ShaderSource] = &[DDK, DDK_VJP, ODE_DDK, ODE_DIFFUSIVE, ODE_LINEAR_DRIFT];
+pub const ALL: &[ShaderSource] = &[
+    DDK,
+    DDK_VJP,
+    ODE_DDK,
+    ODE_DIFFUSIVE,
+    ODE_LINEAR_DRIFT,
+    MOMENTS,
+    FORWARD,
+    COUNT_BAD,
+];
