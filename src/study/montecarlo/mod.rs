@@ -98,4 +98,4 @@ pub use nonideal::{
     DeviceDraw, Nonideal, VariedParam, add_read_noise, draws_params, resolve_device, sample_devices,
 };
 pub use summary::{manifest_extra, stage_report, write_report};
-pub use training::{FINE_TUNE_DRAWS_PER_EPOCH, fine_tune_seed};
+pub use training::{FINE_TUNE_DRAWS_PER_EPOCH, TrainingDraws, fine_tune_seed, noise_aware_seed};
