@@ -5,6 +5,7 @@ mod cost;
 mod data;
 mod engine;
 mod mc;
+mod mc_hardware;
 mod models;
 mod ode;
 mod paper;

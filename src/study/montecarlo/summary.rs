@@ -129,14 +129,5 @@ pub fn stage_report(
             crate::report::plot::histogram_png(p, a, nom_aware, &title, "test accuracy")
         })?;
     }
-    if let Some(a) = &aware {
-        let title = format!(
-            "{dataset}: readout trained noise-aware, over {} draws",
-            stats.n
-        );
-        out.with_path(&dir.join("histogram_noise_aware.png"), |p| {
-            crate::report::plot::histogram_png(p, a, nom_aware, &title, "test accuracy")
-        })?;
-    }
     Ok(summary)
 }

@@ -198,7 +198,7 @@ pub fn noisy_epochs(
     say: &dyn Fn(&str),
 ) -> Result<TrainingDraws> {
     let v = setup.v;
-    let batch_size = trainer_batch(trainer);
+    let batch_size = trainer.config().batch_size;
     let stream = Stream::new(key);
     let f = train.n_features();
     let parts = FINE_TUNE_DRAWS_PER_EPOCH.min(train.n()).max(1);
@@ -234,7 +234,7 @@ pub fn noisy_epochs(
             }
         }
         let report = EpochReport {
-            epoch: trainer_epochs(trainer) + 1,
+            epoch: trainer.history().len() + 1,
             train_loss: loss_sum / rows.max(1) as f64,
             val_accuracy: None,
             val_loss: None,
@@ -243,7 +243,7 @@ pub fn noisy_epochs(
         if !report.train_loss.is_finite() {
             return Err(Error::invalid(
                 "lr",
-                trainer_lr(trainer),
+                trainer.config().lr,
                 format!(
                     "a smaller value: the {purpose} training loss diverged at epoch {}",
                     epoch + 1
@@ -263,18 +263,6 @@ pub fn noisy_epochs(
         device_draws: draws,
         conductance_draws: if v.conductance.is_some() { step } else { 0 },
     })
-}
-
-fn trainer_batch(t: &Trainer) -> usize {
-    t.config().batch_size
-}
-
-fn trainer_lr(t: &Trainer) -> f64 {
-    t.config().lr
-}
-
-fn trainer_epochs(t: &Trainer) -> usize {
-    t.history().len()
 }
 
 /// Noise-aware fine-tuning of `base` for `v.fine_tune_epochs` epochs
