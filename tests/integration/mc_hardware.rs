@@ -172,7 +172,9 @@ fn noise_aware_training_draws_the_same_numbers_on_cpu_and_gpu() {
         },
     );
     let (nc, ng) = (cpu.nominal().clone(), gpu.nominal().clone());
+    // The draws' keys, counts and device fingerprints, bit for bit.
     assert_eq!(nc.training_draws, ng.training_draws);
+    assert_ne!(nc.training_draws[0].alpha_mean, 0.7, "the training devices vary");
     assert_eq!(nc.accuracy, ng.accuracy, "the nominal readout is backend-free");
     let plan = Plan::monte_carlo(&spec(text));
     let points: Vec<_> = (0..plan.len()).map(|i| plan.point(i)).collect();

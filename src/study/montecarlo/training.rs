@@ -44,7 +44,7 @@ pub fn noise_aware_seed(seed: u64) -> u64 {
 /// ..]`), conductance noise at draws `0..conductance_draws` (one per
 /// optimiser step). The test draws use the study seed as key and draws
 /// `0..draws`; a training run is disjoint from them when its key differs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainingDraws {
     /// What trained: `fine-tuning` or `noise-aware training`.
     pub purpose: &'static str,
@@ -54,6 +54,11 @@ pub struct TrainingDraws {
     pub device_draws: u32,
     /// Conductance draws used (optimiser steps), counters `0..conductance_draws`.
     pub conductance_draws: u32,
+    /// Mean alpha over the training draws' devices (a fingerprint of the
+    /// draws: equal on every backend).
+    pub alpha_mean: f64,
+    /// Mean beta over the training draws' devices.
+    pub beta_mean: f64,
 }
 
 /// The nominal device and the non-idealities the training draws sample.
@@ -90,7 +95,7 @@ impl DrawSetup<'_> {
         train: &Side,
         idx: &[usize],
         draw: u32,
-    ) -> Result<(Vec<f32>, Vec<bool>)> {
+    ) -> Result<(Vec<f32>, Vec<bool>, (f64, f64))> {
         let v = self.v;
         let d: DeviceDraw = sample_devices(
             stream,
@@ -130,7 +135,7 @@ impl DrawSetup<'_> {
                 status: &feats.status,
             },
         );
-        Ok((feats.w, bad))
+        Ok((feats.w, bad, d.means()))
     }
 }
 
@@ -206,6 +211,7 @@ pub fn noisy_epochs(
     let mut order: Vec<usize> = (0..train.n()).collect();
     let mut step: u32 = 0;
     let mut draws: u32 = 0;
+    let (mut alpha_sum, mut beta_sum) = (0.0f64, 0.0f64);
     let scaling = setup.folded.then(|| trainer.standardizer().clone());
     let start = std::time::Instant::now();
     for epoch in 0..epochs {
@@ -214,7 +220,9 @@ pub fn noisy_epochs(
         for part in order.chunks(train.n().div_ceil(parts).max(1)) {
             let draw = draws;
             draws += 1;
-            let (w, bad) = setup.features(&stream, key, train, part, draw)?;
+            let (w, bad, (a, b)) = setup.features(&stream, key, train, part, draw)?;
+            alpha_sum += a;
+            beta_sum += b;
             let keep: Vec<usize> = (0..part.len()).filter(|&i| !bad[i]).collect();
             for mb in keep.chunks(batch_size) {
                 let mut xb = Vec::with_capacity(mb.len() * f);
@@ -262,6 +270,8 @@ pub fn noisy_epochs(
         key,
         device_draws: draws,
         conductance_draws: if v.conductance.is_some() { step } else { 0 },
+        alpha_mean: alpha_sum / draws.max(1) as f64,
+        beta_mean: beta_sum / draws.max(1) as f64,
     })
 }
 
