@@ -52,8 +52,8 @@ pub use config::{ReadoutKind, TrainConfig};
 pub use metrics::{accuracy, argmax_rows, confusion_csv, confusion_matrix, vote};
 pub use net::{Activation, BatchNorm, Network, Optimizer};
 pub(crate) use net::{OptState, Workspace};
-pub use scaling::{InputScaling, fold_into_first_layer};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};
+pub use scaling::{InputScaling, fold_into_first_layer};
 pub use standardize::{STD_FLOOR, Standardizer, check_features};
 pub use trainer::{EpochReport, Evaluation, Trainer, stratified_split, train};
 

@@ -139,7 +139,10 @@ fn training_draws_never_coincide_with_the_test_draws() {
     let t = &ev.nominal().training_draws;
     assert_eq!(t.len(), 2);
     // 16 device draws per epoch (FINE_TUNE_DRAWS_PER_EPOCH), 2 epochs each.
-    assert!(t.iter().all(|d| d.device_draws == 32 && d.conductance_draws > 0));
+    assert!(
+        t.iter()
+            .all(|d| d.device_draws == 32 && d.conductance_draws > 0)
+    );
     let test = test_counters(5, draws);
     let (a, b) = (training_counters(&t[0]), training_counters(&t[1]));
     assert!(
@@ -148,7 +151,10 @@ fn training_draws_never_coincide_with_the_test_draws() {
         t[0].key,
         t[1].key
     );
-    assert!(a.is_disjoint(&b), "fine-tuning and noise-aware training share draws");
+    assert!(
+        a.is_disjoint(&b),
+        "fine-tuning and noise-aware training share draws"
+    );
 }
 
 /// The noise-aware training runs on the study's engine: on lavapipe, with
@@ -174,8 +180,14 @@ fn noise_aware_training_draws_the_same_numbers_on_cpu_and_gpu() {
     let (nc, ng) = (cpu.nominal().clone(), gpu.nominal().clone());
     // The draws' keys, counts and device fingerprints, bit for bit.
     assert_eq!(nc.training_draws, ng.training_draws);
-    assert_ne!(nc.training_draws[0].alpha_mean, 0.7, "the training devices vary");
-    assert_eq!(nc.accuracy, ng.accuracy, "the nominal readout is backend-free");
+    assert_ne!(
+        nc.training_draws[0].alpha_mean, 0.7,
+        "the training devices vary"
+    );
+    assert_eq!(
+        nc.accuracy, ng.accuracy,
+        "the nominal readout is backend-free"
+    );
     let plan = Plan::monte_carlo(&spec(text));
     let points: Vec<_> = (0..plan.len()).map(|i| plan.point(i)).collect();
     let (rc, rg) = (
@@ -191,8 +203,14 @@ fn noise_aware_training_draws_the_same_numbers_on_cpu_and_gpu() {
     // readouts train on features equal to ~1e-6 and may disagree on a
     // sample or two near a boundary: 3 of 120 test samples.
     let tol = 3.0 / nc.n_test as f64 + 1e-12;
-    let (a, b) = (nc.noise_aware_accuracy.unwrap(), ng.noise_aware_accuracy.unwrap());
-    assert!((a - b).abs() <= tol, "nominal noise-aware: cpu {a}, gpu {b}");
+    let (a, b) = (
+        nc.noise_aware_accuracy.unwrap(),
+        ng.noise_aware_accuracy.unwrap(),
+    );
+    assert!(
+        (a - b).abs() <= tol,
+        "nominal noise-aware: cpu {a}, gpu {b}"
+    );
     for (i, (c, g)) in rc.iter().zip(&rg).enumerate() {
         assert_eq!(c[..3], g[..3], "draw {i}: alpha, beta, stuck");
         assert!(

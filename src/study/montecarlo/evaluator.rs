@@ -356,7 +356,13 @@ impl McEvaluator {
         // The chip's view: a centred readout is scored with its scaling
         // folded into the first layer.
         let fold = scaling == InputScaling::Centred;
-        let scored = |t: &Trained| if fold { fold_into_first_layer(t) } else { t.clone() };
+        let scored = |t: &Trained| {
+            if fold {
+                fold_into_first_layer(t)
+            } else {
+                t.clone()
+            }
+        };
         let mut me = Self {
             n_classes: ds.n_classes,
             vote: proto.vote && test.groups.is_some(),
@@ -412,8 +418,7 @@ impl McEvaluator {
                 ..trained.config.clone()
             };
             let scaling = trained.standardizer.clone();
-            let (t, draws) =
-                train_noise_aware(&cfg, me.n_classes, scaling, &train, &setup, &say)?;
+            let (t, draws) = train_noise_aware(&cfg, me.n_classes, scaling, &train, &setup, &say)?;
             extra.push((scored(&t), "test_accuracy_noise_aware", draws));
         }
         for (t, column, draws) in extra {

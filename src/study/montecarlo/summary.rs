@@ -56,9 +56,7 @@ pub fn stage_report(
     let nominal = m.extra.get("nominal").cloned().unwrap_or_default();
     let nom_acc = nominal.get("accuracy").and_then(|v| v.as_f64());
     let nom_tuned = nominal.get("tuned_accuracy").and_then(|v| v.as_f64());
-    let nom_aware = nominal
-        .get("noise_aware_accuracy")
-        .and_then(|v| v.as_f64());
+    let nom_aware = nominal.get("noise_aware_accuracy").and_then(|v| v.as_f64());
     let dataset = nominal
         .get("dataset")
         .and_then(|v| v.as_str())
