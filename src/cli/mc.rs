@@ -90,6 +90,16 @@ fn show(summary: &serde_json::Value, json: bool) {
             f("nominal_after"),
         );
     }
+    if let Some(a) = summary.get("noise_aware").filter(|a| !a.is_null()) {
+        eprintln!(
+            "  trained noise-aware: mean {:.4}, std {:.4}, min {:.4}, median {:.4}; nominal {:.4}",
+            a["mean"].as_f64().unwrap_or(f64::NAN),
+            a["std"].as_f64().unwrap_or(f64::NAN),
+            a["min"].as_f64().unwrap_or(f64::NAN),
+            a["p50"].as_f64().unwrap_or(f64::NAN),
+            f("nominal_noise_aware"),
+        );
+    }
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {

@@ -40,7 +40,7 @@ mod metrics;
 pub mod moments;
 mod net;
 mod ridge;
-
+pub mod scaling;
 mod standardize;
 mod trainer;
 
@@ -55,6 +55,7 @@ pub use moments::{LinearReadout, RidgeMoments, forward_correct};
 pub use net::{Activation, BatchNorm, Network, Optimizer};
 pub(crate) use net::{OptState, Workspace};
 pub use ridge::{LambdaScan, Ridge, RidgeGram, select_lambda};
+pub use scaling::{InputScaling, fold_into_first_layer};
 pub use standardize::{STD_FLOOR, Standardizer, check_features};
 pub use trainer::{EpochReport, Evaluation, Trainer, stratified_split, train};
 

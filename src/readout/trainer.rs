@@ -161,6 +161,16 @@ impl Trainer {
         &mut self.net
     }
 
+    /// The configuration it trains with.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The epochs recorded so far (a resumed readout's included).
+    pub fn history(&self) -> &[EpochReport] {
+        &self.history
+    }
+
     /// The feature standardiser in use.
     pub fn standardizer(&self) -> &Standardizer {
         &self.standardizer

@@ -233,6 +233,10 @@ fn the_shipped_example_specs_parse() {
     for f in [
         "examples/mc/wmms_paper.toml",
         "examples/mc/mnist_paper.toml",
+        "examples/mc/sitw_paper.toml",
+        "examples/mc/mnist_noise_aware.toml",
+        "examples/mc/sitw_noise_aware.toml",
+        "examples/mc/wmms_noise_aware.toml",
     ] {
         let spec = McSpec::from_path(Path::new(f)).unwrap();
         assert_eq!(spec.variability.sigma_alpha, Some(0.0955));

@@ -5,15 +5,17 @@
 use super::nonideal::{
     DeviceDraw, DrawFeatures, HostSteps, Nonideal, draws_params, resolve_device, sample_devices,
 };
-use super::training::{DrawSetup, fine_tune};
+use super::training::{DrawSetup, TrainingDraws, fine_tune, train_noise_aware};
 use crate::batch::Batch;
 use crate::data::Dataset;
 use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::GpuOdeEngine;
 use crate::engine::{Engine, RunOptions, StepNoise};
 use crate::model::integrate::Integrator;
-use crate::pipeline::{Protocol, Side, encode_protocol, evaluate_split, split_for_repeat};
-use crate::readout::{EpochReport, Trained};
+use crate::pipeline::{
+    Protocol, Side, device_params, encode_protocol, featurize, split_for_repeat,
+};
+use crate::readout::{EpochReport, InputScaling, TrainConfig, Trained, fold_into_first_layer};
 use crate::rng::Stream;
 use crate::saved_model::SavedModel;
 use crate::study::kinetics::Kinetics;
@@ -74,12 +76,20 @@ pub struct Nominal {
     pub n_test: usize,
     /// Devices per draw (1, or the channels with `per_channel`).
     pub devices_per_draw: usize,
+    /// The readout's input scaling (`raw`, `centred`: folded into the first
+    /// layer, `standardized`).
+    pub input_scaling: &'static str,
     /// Test accuracy at the nominal parameters without any noise.
     pub accuracy: f64,
     /// The same for the fine-tuned readout.
     pub tuned_accuracy: Option<f64>,
+    /// The same for the readout trained noise-aware from the start.
+    pub noise_aware_accuracy: Option<f64>,
     /// Training accuracy of a readout trained here.
     pub train_accuracy: Option<f64>,
+    /// The Philox keys and counters the noise-aware trainings used (never
+    /// the test draws': another key).
+    pub training_draws: Vec<TrainingDraws>,
     /// Draws per engine run.
     pub batch: usize,
     /// The resolved non-idealities.
@@ -96,6 +106,11 @@ pub struct McOptions<'a> {
     pub batch_bytes: usize,
     /// Told what the set-up is doing (training epochs, fine-tuning).
     pub progress: Option<&'a dyn Fn(&str)>,
+    /// The engine of the nominal set-up (training features, nominal
+    /// accuracies); `None`: the CPU engine, so the readout under test does
+    /// not depend on the study's backend. The noise-aware trainings run on
+    /// the study's engine.
+    pub setup_engine: Option<&'a dyn Engine>,
 }
 
 /// The Monte Carlo [`Evaluator`]: one point = one draw of the devices.
@@ -104,8 +119,11 @@ pub struct McEvaluator {
     test: Side,
     n_classes: usize,
     vote: bool,
-    /// The readout as trained, then the fine-tuned one if any.
+    /// The readouts as scored (a centred one folded): as trained, then the
+    /// fine-tuned one and the noise-aware one, if any.
     readouts: Vec<Trained>,
+    /// The draws.csv column of each readout.
+    columns: Vec<&'static str>,
     stream: Stream,
     seed: u64,
     chunk: Option<usize>,
@@ -149,9 +167,11 @@ fn zero_failed(w: &mut [f32], status: &[u8], spp: usize, steps: usize) -> Vec<bo
 }
 
 impl McEvaluator {
-    /// Sets a study up: resolves the protocol, trains (on the CPU engine) or
-    /// loads the readout, fine-tunes it if asked, and measures the nominal
-    /// accuracy. `engine` runs the draws.
+    /// Sets a study up: resolves the protocol, encodes each side once,
+    /// trains (on the set-up engine, the CPU by default) or loads the
+    /// readout, trains the noise-aware readouts if asked (on the study's
+    /// engine), and measures the nominal accuracies from one featurisation
+    /// of the test side. `engine` runs the draws.
     pub fn new(
         spec: &McSpec,
         ds: &Dataset,
@@ -164,11 +184,17 @@ impl McEvaluator {
             }
         };
         let cpu = CpuEngine::fast();
+        let setup_engine: &dyn Engine = opts.setup_engine.unwrap_or(&cpu);
         let mut proto = Protocol::for_dataset(&ds.name, &ds.sample_shape);
         proto.readout.seed = spec.seed;
         let device = resolve_device(spec)?;
         let model_path = crate::study::inputs::model_file(spec);
         let saved = model_path.as_deref().map(SavedModel::load).transpose()?;
+        let scaling = match (spec.input_scaling, spec.standardize) {
+            (Some(s), _) => s,
+            (None, Some(true)) => InputScaling::Standardized,
+            (None, _) => InputScaling::Raw,
+        };
         let split_seed = match &saved {
             Some(s) => {
                 if s.dataset != ds.name {
@@ -205,7 +231,8 @@ impl McEvaluator {
                 if let Some(e) = spec.epochs {
                     proto.readout.epochs = e;
                 }
-                proto.readout.standardize = spec.standardize.unwrap_or(false);
+                // The scaling is fitted here (below), not by the trainer.
+                proto.readout.standardize = false;
                 proto.alpha = spec.alpha.unwrap_or(proto.alpha);
                 proto.beta = spec.beta.unwrap_or(proto.beta);
                 proto.readout.check()?;
@@ -228,21 +255,46 @@ impl McEvaluator {
         if let Some(n) = spec.test_subset {
             split = first_test(&split, n);
         }
-        let (trained, train_accuracy) = match (saved, &ode) {
-            (Some(s), _) => (s.readout, None),
-            (None, Some(k)) => {
+        // Each side encoded once, for the training, the noise-aware
+        // training, the nominal accuracies and every draw.
+        let (train, test) = encode_protocol(&split, &proto)?;
+        let (trained, train_accuracy) = match saved {
+            Some(s) => (s.readout, None),
+            None => {
                 say("training the readout on the nominal device");
-                let (train, _) = encode_protocol(&split, &proto)?;
-                let ft = k.run(&train, &[nominal_point()])?;
-                if ft.status.iter().any(|&s| s != 0) {
-                    return Err(Error::invalid(
-                        "model",
-                        format!(
-                            "{} trajectories fail",
-                            ft.status.iter().filter(|&&s| s != 0).count()
-                        ),
-                        "a nominal device whose training trajectories all integrate (change [model] set or the integrator)",
-                    ));
+                let ft = match &ode {
+                    Some(k) => k.run(&train, &[nominal_point()])?,
+                    None => {
+                        let params = device_params(
+                            proto.alpha,
+                            proto.beta,
+                            proto.w0,
+                            proto.per_step,
+                            train.encoded.steps,
+                        )?;
+                        featurize(setup_engine, &train, &params, false)?
+                    }
+                };
+                let failed = ft.status.iter().filter(|&&s| s != 0).count();
+                if failed > 0 {
+                    return Err(if ode.is_some() {
+                        Error::invalid(
+                            "model",
+                            format!("{failed} trajectories fail"),
+                            "a nominal device whose training trajectories all integrate (change [model] set or the integrator)",
+                        )
+                    } else {
+                        Error::invalid(
+                            "beta",
+                            proto.beta,
+                            format!(
+                                "below 2*sqrt(alpha) = {:.4}: {:.2}% of the nominal training trajectories diverge at alpha {}",
+                                2.0 * proto.alpha.sqrt(),
+                                100.0 * failed as f64 / ft.status.len().max(1) as f64,
+                                proto.alpha
+                            ),
+                        )
+                    });
                 }
                 let tick = |r: &EpochReport| {
                     say(&format!(
@@ -250,43 +302,29 @@ impl McEvaluator {
                         r.epoch, r.train_loss
                     ))
                 };
-                let t = crate::readout::train(
-                    &ft.w,
-                    train.n(),
-                    train.n_features(),
+                let (n, f) = (train.n(), train.n_features());
+                let st = scaling.fit(&ft.w, n, f)?;
+                let x_fit = match &st {
+                    Some(s) => s.transform(&ft.w),
+                    None => ft.w.clone(),
+                };
+                let mut t = crate::readout::train(
+                    &x_fit,
+                    n,
+                    f,
                     &train.y,
                     ds.n_classes,
                     &proto.readout,
                     Some(&tick),
                 )?;
-                let acc = t.accuracy(&ft.w, train.n(), &train.y);
+                drop(x_fit);
+                if st.is_some() {
+                    t.standardizer = st;
+                }
+                let acc = t.accuracy(&ft.w, n, &train.y);
                 (t, Some(acc))
             }
-            (None, None) => {
-                say("training the readout at the nominal parameters");
-                let tick = |r: &EpochReport| {
-                    say(&format!(
-                        "training: epoch {}, loss {:.4}",
-                        r.epoch, r.train_loss
-                    ))
-                };
-                let out = evaluate_split(&cpu, &split, &proto, Some(&tick))?;
-                let Some(t) = out.trained else {
-                    return Err(Error::invalid(
-                        "beta",
-                        proto.beta,
-                        format!(
-                            "below 2*sqrt(alpha) = {:.4}: {:.2}% of the nominal trajectories diverge at alpha {}",
-                            2.0 * proto.alpha.sqrt(),
-                            100.0 * out.diverged_fraction,
-                            proto.alpha
-                        ),
-                    ));
-                };
-                (t, Some(out.train_accuracy))
-            }
         };
-        let (train, test) = encode_protocol(&split, &proto)?;
         if trained.n_features != test.n_features() {
             return Err(Error::invalid(
                 "model",
@@ -315,18 +353,28 @@ impl McEvaluator {
             .batch
             .unwrap_or(budget / bytes_per_draw.max(1))
             .clamp(1, spec.draws.max(1));
+        // The chip's view: a centred readout is scored with its scaling
+        // folded into the first layer.
+        let fold = scaling == InputScaling::Centred;
+        let scored = |t: &Trained| {
+            if fold {
+                fold_into_first_layer(t)
+            } else {
+                t.clone()
+            }
+        };
         let mut me = Self {
-            engine,
             n_classes: ds.n_classes,
             vote: proto.vote && test.groups.is_some(),
-            readouts: vec![trained],
+            readouts: vec![scored(&trained)],
+            columns: vec!["test_accuracy"],
             stream: Stream::new(spec.seed),
             seed: spec.seed,
             chunk: opts.chunk,
             ode,
             nominal: Nominal {
                 dataset: ds.name.clone(),
-                readout: String::new(),
+                readout: crate::readout::Trained::name(&trained),
                 model: model_path,
                 alpha: proto.alpha,
                 beta: proto.beta,
@@ -334,29 +382,57 @@ impl McEvaluator {
                 n_train: train.n(),
                 n_test: test.n(),
                 devices_per_draw: devices,
+                input_scaling: scaling.name(),
                 accuracy: f64::NAN,
                 tuned_accuracy: None,
+                noise_aware_accuracy: None,
                 train_accuracy,
+                training_draws: Vec::new(),
                 batch,
                 variability: v,
             },
             test,
+            engine,
         };
-        me.nominal.readout = crate::readout::Trained::name(&me.readouts[0]);
-        me.nominal.accuracy = me.nominal_accuracy(&cpu, 0)?;
-        if me.nominal.variability.fine_tune_epochs > 0 {
-            let n = &me.nominal;
-            let setup = DrawSetup {
-                v: &n.variability,
-                alpha: n.alpha,
-                beta: n.beta,
-                w0: n.w0,
-                devices_per_draw: n.devices_per_draw,
-                seed: me.seed,
+        let n = &me.nominal;
+        let v = &n.variability;
+        let setup = DrawSetup {
+            v,
+            alpha: n.alpha,
+            beta: n.beta,
+            w0: n.w0,
+            devices_per_draw: n.devices_per_draw,
+            seed: me.seed,
+            engine: me.engine.as_ref(),
+            chunk: me.chunk,
+            folded: fold,
+        };
+        let mut extra = Vec::new();
+        if v.fine_tune_epochs > 0 {
+            let (tuned, draws) = fine_tune(&trained, &train, &setup, &say)?;
+            extra.push((scored(&tuned), "test_accuracy_tuned", draws));
+        }
+        if v.noise_aware_epochs > 0 {
+            let cfg = TrainConfig {
+                epochs: v.noise_aware_epochs,
+                ..trained.config.clone()
             };
-            let tuned = fine_tune(&cpu, &me.readouts[0], &train, &setup, &say)?;
-            me.readouts.push(tuned);
-            me.nominal.tuned_accuracy = Some(me.nominal_accuracy(&cpu, 1)?);
+            let scaling = trained.standardizer.clone();
+            let (t, draws) = train_noise_aware(&cfg, me.n_classes, scaling, &train, &setup, &say)?;
+            extra.push((scored(&t), "test_accuracy_noise_aware", draws));
+        }
+        for (t, column, draws) in extra {
+            me.readouts.push(t);
+            me.columns.push(column);
+            me.nominal.training_draws.push(draws);
+        }
+        let acc = me.nominal_accuracies(setup_engine)?;
+        me.nominal.accuracy = acc[0];
+        for (c, a) in me.columns.iter().zip(&acc).skip(1) {
+            match *c {
+                "test_accuracy_tuned" => me.nominal.tuned_accuracy = Some(*a),
+                _ => me.nominal.noise_aware_accuracy = Some(*a),
+            }
         }
         Ok(me)
     }
@@ -387,50 +463,48 @@ impl McEvaluator {
         &self.nominal
     }
 
-    /// The readouts scored on each draw: as trained, then fine-tuned.
+    /// The readouts scored on each draw (a centred one folded): as trained,
+    /// then fine-tuned, then trained noise-aware, as [`Self::columns`].
     pub fn readouts(&self) -> &[Trained] {
         &self.readouts
     }
 
-    /// Accuracy of readout `r` at the nominal device, with no noise at all.
-    fn nominal_accuracy(&self, cpu: &CpuEngine, r: usize) -> Result<f64> {
-        if let Some(Kinetics::Ode { template, .. }) = &self.ode {
-            let e = &self.test.encoded;
+    /// The draws.csv column of each readout in [`Self::readouts`].
+    pub fn columns(&self) -> &[&'static str] {
+        &self.columns
+    }
+
+    /// Accuracy of every readout at the nominal device, with no noise at
+    /// all: the test side featurised once (on `setup`, or the CPU kinetics
+    /// of a continuous model), every readout scored on those features.
+    fn nominal_accuracies(&self, setup: &dyn Engine) -> Result<Vec<f64>> {
+        let e = &self.test.encoded;
+        let mut f = if let Some(Kinetics::Ode { template, .. }) = &self.ode {
             let k = Kinetics::Ode {
                 template: template.clone(),
                 gpu: None,
             };
-            let mut f = k.run(&self.test, &[nominal_point()])?;
-            let bad = zero_failed(&mut f.w, &f.status, e.seqs_per_sample, e.steps);
-            let pred = self.readouts[r].predict(&f.w, e.samples);
-            return Ok(self.score(&pred, &bad));
-        }
-        let n = &self.nominal;
-        let g = n.devices_per_draw;
-        let d = DeviceDraw {
-            alpha: vec![n.alpha; g],
-            beta: vec![n.beta; g],
-            stuck: vec![false; g],
+            k.run(&self.test, &[nominal_point()])?
+        } else {
+            let n = &self.nominal;
+            let g = n.devices_per_draw;
+            let d = DeviceDraw {
+                alpha: vec![n.alpha; g],
+                beta: vec![n.beta; g],
+                stuck: vec![false; g],
+            };
+            let params = draws_params(std::slice::from_ref(&d), n.w0, n.w0)?;
+            setup.run(
+                &Batch::new(&e.x, e.seqs, e.steps, &params)?,
+                &RunOptions::default(),
+            )?
         };
-        let params = draws_params(std::slice::from_ref(&d), n.w0, n.w0)?;
-        let e = &self.test.encoded;
-        let mut f = cpu.run(
-            &Batch::new(&e.x, e.seqs, e.steps, &params)?,
-            &RunOptions::default(),
-        )?;
-        let bad: Vec<bool> = f
-            .status
-            .chunks(e.seqs_per_sample)
-            .map(|c| c.iter().any(|&s| s != 0))
-            .collect();
-        for (i, &b) in bad.iter().enumerate() {
-            if b {
-                let l = e.seqs_per_sample * e.steps;
-                f.w[i * l..(i + 1) * l].fill(0.0);
-            }
-        }
-        let pred = self.readouts[r].predict(&f.w, e.samples);
-        Ok(self.score(&pred, &bad))
+        let bad = zero_failed(&mut f.w, &f.status, e.seqs_per_sample, e.steps);
+        Ok(self
+            .readouts
+            .iter()
+            .map(|r| self.score(&r.predict(&f.w, e.samples), &bad))
+            .collect())
     }
 
     fn score(&self, pred: &[u32], bad: &[bool]) -> f64 {
@@ -442,14 +516,6 @@ impl McEvaluator {
         accuracy_with_failures(pred, bad, &self.test.y, groups, self.n_classes)
     }
 
-    /// Noise-aware fine-tuning: each epoch the training samples are split
-    /// into [`FINE_TUNE_DRAWS_PER_EPOCH`] random parts, each featurised (CPU
-    /// engine) under its own fresh device draw with every enabled noise;
-    /// each mini-batch's forward and backward pass runs on freshly programmed
-    /// noisy conductances, and the resulting update is applied to the clean
-    /// weights (noise injection with a straight-through update). The
-    /// optimiser restarts; the learning rate and batch size are the
-    /// readout's; the last epoch's weights are kept.
     /// Evaluates draws of a continuous model in one kinetics run.
     fn evaluate_ode(&self, k: &Kinetics<'static>, points: &[Point]) -> Result<Vec<Vec<f64>>> {
         let v = &self.nominal.variability;
@@ -585,26 +651,14 @@ impl Evaluator for McEvaluator {
                 .map(|p| p.name.clone())
                 .collect();
             m.push("diverged_fraction".into());
-            m.push("test_accuracy".into());
-            if self.readouts.len() > 1 {
-                m.push("test_accuracy_tuned".into());
-            }
+            m.extend(self.columns.iter().map(|c| c.to_string()));
             return m;
         }
-        let mut m: Vec<String> = [
-            "alpha",
-            "beta",
-            "stuck",
-            "diverged_fraction",
-            "test_accuracy",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if self.readouts.len() > 1 {
-            m.push("test_accuracy_tuned".into());
-        }
-        m
+        ["alpha", "beta", "stuck", "diverged_fraction"]
+            .iter()
+            .chain(&self.columns)
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn evaluate(&mut self, point: &Point) -> Result<Vec<f64>> {

@@ -4,10 +4,11 @@
 //! # Protocol
 //!
 //! 1. A readout is trained at the nominal device parameters (or loaded from a
-//!    `memkin run --save-model` file). Its training features, and those of
-//!    every step before the draws, come from the CPU engine whatever the
-//!    study's backend, so the readout under test, and with it every draw's
-//!    accuracy, does not depend on the backend. By default it reads the raw
+//!    `memkin run --save-model` file). Each side of the split is encoded
+//!    once; the training side is featurised once to train it and the test
+//!    side once for every readout's nominal accuracy, on the CPU engine
+//!    whatever the study's backend, so the nominal readout under test does
+//!    not depend on the backend. By default it reads the raw
 //!    kinetics features, as the chip's readout does (spec key `standardize`,
 //!    default false): a standardised readout divides each feature by its
 //!    spread over the training set, and a shared device's alpha drift moves
@@ -16,9 +17,17 @@
 //!    = 0.01 alone takes the standardised readout from 0.959 to 0.54 on
 //!    average, the paper's sigma_alpha = 0.0955 to chance (0.15); the raw
 //!    readout keeps 0.86 over 50 draws of the paper's full model.
+//!    With `input_scaling = "centred"` the readout reads each feature minus
+//!    its training mean times one common gain, folded into its first layer
+//!    ([`crate::readout::scaling`]): the draws score the folded readout.
 //! 2. Optionally the readout is fine-tuned with the noise in the loop (see
-//!    [`Nonideal::fine_tune_epochs`], [`training`]); both readouts are then scored on every
-//!    draw (columns `test_accuracy`, before, and `test_accuracy_tuned`, after).
+//!    [`Nonideal::fine_tune_epochs`], [`training`]), and/or a second readout
+//!    is trained noise-aware from its initialisation
+//!    ([`Nonideal::noise_aware_epochs`]); these trainings integrate their
+//!    draws on the study's engine. Every readout is scored on every draw
+//!    (columns `test_accuracy`, `test_accuracy_tuned`,
+//!    `test_accuracy_noise_aware`). The authors' own hardware-aware
+//!    procedure, and how it selects on test, is in `docs/mc_protocol.md`.
 //! 3. Each draw samples its devices on the host ([`sample_devices`]), the
 //!    engine integrates the *test* sequences of a whole batch of draws in one
 //!    run (the inputs are shared, never copied per draw; cycle-to-cycle noise
@@ -42,7 +51,9 @@
 //! | conductance noise of weights `2j`, `2j+1` | `[draw, j, CONDUCTANCE, 0]` (index in the flat parameter vector) | host |
 //!
 //! The key is the study seed for the draws; the fine-tuning draws use
-//! [`fine_tune_seed`] so they never coincide with a test draw.
+//! [`fine_tune_seed`] and the noise-aware training draws [`noise_aware_seed`]
+//! (the same counters under other keys), so they never coincide with a test
+//! draw; [`Nominal::training_draws`] records the keys and counters used.
 //!
 //! # Non-idealities (the `[variability]` table of the spec)
 //!
@@ -59,6 +70,7 @@
 //! | `g_noise_mean`, `g_noise_std` | 0, 0 | additive programming noise on each conductance. The paper: 0.20329, 1.14726 | finite; std >= 0 |
 //! | `quant_bits` | none | program each conductance to one of `2^bits` uniform levels over `[g_min, g_max]` | 1 ..= 16 |
 //! | `fine_tune_epochs` | 0 | noise-aware fine-tuning epochs of the readout (MLP or softmax) | >= 0 |
+//! | `noise_aware_epochs` | 0 | epochs of a second readout (same network and optimiser) trained from its initialisation with every step on fresh training draws; the last epoch is kept | >= 0 |
 //!
 //! The conductance model is on when any of `g_min`, `g_max`, `g_noise_mean`,
 //! `g_noise_std`, `quant_bits` is given. It maps each weight matrix (per
@@ -70,6 +82,7 @@
 //!
 //! A trajectory that diverges under a draw (`beta x > 2 sqrt(alpha)`, the
 //! forward-Euler instability) gives no features: its readout sample counts as
+//! wrong (and does not vote).
 //!
 //! # Modules
 //!
@@ -98,4 +111,4 @@ pub use nonideal::{
     DeviceDraw, Nonideal, VariedParam, add_read_noise, draws_params, resolve_device, sample_devices,
 };
 pub use summary::{manifest_extra, stage_report, write_report};
-pub use training::{FINE_TUNE_DRAWS_PER_EPOCH, fine_tune_seed};
+pub use training::{FINE_TUNE_DRAWS_PER_EPOCH, TrainingDraws, fine_tune_seed, noise_aware_seed};

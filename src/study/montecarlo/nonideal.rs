@@ -37,6 +37,9 @@ pub struct Nonideal {
     pub conductance: Option<Conductance>,
     /// Noise-aware fine-tuning epochs (0: none).
     pub fine_tune_epochs: usize,
+    /// Epochs of the readout trained noise-aware from its initialisation
+    /// (0: none).
+    pub noise_aware_epochs: usize,
     /// A continuous-time model's varied parameters (empty for the map).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub params: Vec<VariedParam>,
@@ -144,6 +147,10 @@ pub fn resolve_device(spec: &McSpec) -> Result<Option<(OdeSpec, Vec<VariedParam>
         "fine_tune_epochs",
         v.fine_tune_epochs.is_some_and(|x| x > 0),
     )?;
+    off(
+        "noise_aware_epochs",
+        v.noise_aware_epochs.is_some_and(|x| x > 0),
+    )?;
     let mut sigma = v.sigma.clone();
     for (k, s) in [("alpha", v.sigma_alpha), ("beta", v.sigma_beta)] {
         if let Some(s) = s
@@ -218,6 +225,7 @@ impl Nonideal {
                 quant_bits: v.quant_bits,
             }),
             fine_tune_epochs: v.fine_tune_epochs.unwrap_or(0) as usize,
+            noise_aware_epochs: v.noise_aware_epochs.unwrap_or(0) as usize,
             params: Vec::new(),
         }
     }
@@ -404,6 +412,7 @@ mod tests {
             stuck_w: 1.0,
             conductance: None,
             fine_tune_epochs: 0,
+            noise_aware_epochs: 0,
             params: Vec::new(),
         };
         let s = Stream::new(9);

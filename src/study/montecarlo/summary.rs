@@ -24,7 +24,8 @@ pub fn manifest_extra(
 
 /// Reads a Monte Carlo study directory (complete or not, sharded or merged)
 /// and writes `summary.json` and `histogram.png` (plus
-/// `histogram_tuned.png` after fine-tuning) atomically; returns the summary.
+/// `histogram_tuned.png` after fine-tuning, `histogram_noise_aware.png`
+/// after noise-aware training) atomically; returns the summary.
 pub fn write_report(dir: &Path) -> Result<serde_json::Value> {
     let m: Manifest = read_manifest(dir)?
         .ok_or_else(|| Error::bad_file(dir, "no manifest.json: not a memkin study directory"))?;
@@ -51,9 +52,11 @@ pub fn stage_report(
         )
     })?;
     let after = col("test_accuracy_tuned");
+    let aware = col("test_accuracy_noise_aware");
     let nominal = m.extra.get("nominal").cloned().unwrap_or_default();
     let nom_acc = nominal.get("accuracy").and_then(|v| v.as_f64());
     let nom_tuned = nominal.get("tuned_accuracy").and_then(|v| v.as_f64());
+    let nom_aware = nominal.get("noise_aware_accuracy").and_then(|v| v.as_f64());
     let dataset = nominal
         .get("dataset")
         .and_then(|v| v.as_str())
@@ -81,6 +84,10 @@ pub fn stage_report(
         "before": stats,
         "after": after.as_ref().map(|a| Stats::of(a)),
         "nominal_after": nom_tuned,
+        "noise_aware": aware.as_ref().map(|a| Stats::of(a)),
+        "nominal_noise_aware": nom_aware,
+        "input_scaling": nominal.get("input_scaling"),
+        "training_draws": nominal.get("training_draws"),
         "alpha": col("alpha").map(|v| Stats::of(&v)),
         "beta": col("beta").map(|v| Stats::of(&v)),
         "diverged_fraction_mean": mean_of("diverged_fraction"),
@@ -109,6 +116,15 @@ pub fn stage_report(
         let title = format!("{dataset}: fine-tuned readout over {} draws", stats.n);
         out.with_path(&dir.join("histogram_tuned.png"), |p| {
             crate::report::plot::histogram_png(p, a, nom_tuned, &title, "test accuracy")
+        })?;
+    }
+    if let Some(a) = &aware {
+        let title = format!(
+            "{dataset}: readout trained noise-aware, over {} draws",
+            stats.n
+        );
+        out.with_path(&dir.join("histogram_noise_aware.png"), |p| {
+            crate::report::plot::histogram_png(p, a, nom_aware, &title, "test accuracy")
         })?;
     }
     Ok(summary)

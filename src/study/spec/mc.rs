@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 /// | `g_noise_mean`, `g_noise_std` | programming noise on the weights | magnitude <= 1e30; std >= 0 |
 /// | `quant_bits` | weight quantisation | 1 ..= 16 |
 /// | `fine_tune_epochs` | readout epochs retrained on the noisy device | >= 0 |
+/// | `noise_aware_epochs` | a second readout trained from its initialisation with every step on fresh training draws | >= 0 |
 /// | `sigma` | spread per parameter by name, e.g. `{ eta = 0.1, tau = 0.5 }` | 0 ..= 1e30 |
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +59,8 @@ pub struct Variability {
     pub quant_bits: Option<u32>,
     /// Readout fine-tuning epochs on the noisy device.
     pub fine_tune_epochs: Option<u32>,
+    /// Epochs of a readout trained from scratch with the noise in the loop.
+    pub noise_aware_epochs: Option<u32>,
     /// Standard deviation per device parameter, by the model's names (e.g.
     /// `{ eta = 0.1, tau = 0.5 }`; the discrete map: `alpha`, `beta`).
     #[serde(default)]
@@ -140,6 +143,10 @@ pub struct McSpec {
     /// Standardise the readout's input features (default false: raw
     /// kinetics features, as on the chip).
     pub standardize: Option<bool>,
+    /// The readout's input scaling (default `raw`; `centred`: per-feature
+    /// offsets and one common gain folded into the first layer;
+    /// `standardized`: the same as `standardize = true`).
+    pub input_scaling: Option<crate::readout::InputScaling>,
     /// Use only the first N training samples.
     pub train_subset: Option<usize>,
     /// Use only the first N test samples.
@@ -232,6 +239,7 @@ impl SpecFile for McSpec {
                 ("hidden", self.hidden.is_some()),
                 ("epochs", self.epochs.is_some()),
                 ("standardize", self.standardize.is_some()),
+                ("input_scaling", self.input_scaling.is_some()),
                 ("alpha", self.alpha.is_some()),
                 ("beta", self.beta.is_some()),
             ];
@@ -249,6 +257,12 @@ impl SpecFile for McSpec {
                     at(l, key)
                 ));
             }
+        }
+        if self.standardize.is_some() && self.input_scaling.is_some() {
+            return Err(format!(
+                "{}input_scaling: `standardize` is set too: keep one (standardize = true is input_scaling = \"standardized\")",
+                at(l, "input_scaling")
+            ));
         }
         self.variability.check(l)?;
         // Relative sigmas scale the nominal values: the product must fit too.

@@ -23,6 +23,7 @@
 //! | `dataset` | required | a named dataset or a path | non-empty |
 //! | `readout` | sweep: `ridge`; mc: the dataset's (the paper's MLP) | `ridge`, `softmax` or `mlp` | |
 //! | `standardize` | mc only, false | standardise the readout's input features as `memkin run` does (true), or read the raw kinetics features as the chip does (false: far more robust to a shared device's drift, see `study::montecarlo`) | bool |
+//! | `input_scaling` | mc only, `raw` | `raw`, `centred` (per-feature offset and one common gain folded into the first layer) or `standardized` (as `standardize = true`; not both keys) | string |
 //! | `model` | mc only, none | a readout saved by `memkin run --save-model`, evaluated instead of training one (path relative to the spec's folder); excludes `readout`, `hidden`, `epochs`, `standardize`, `alpha`, `beta` | a file |
 //! | `seed` | 0 | the study seed; every point's seed derives from it and the point's index | u64 |
 //! | `hidden` | readout's | hidden units of the MLP readout | >= 1 |
