@@ -2,9 +2,10 @@
 //!
 //! - [`cpu::CpuEngine`]: the reference (f64, a readable twin of the shader) and a
 //!   fast f32 path (all cores, trajectories in the inner, vectorised dimension).
-//! - [`gpu::GpuEngine`]: `shaders/ddk.wgsl` through wgpu, one invocation per
-//!   trajectory looping over all T steps; batches beyond the adapter's limits are
-//!   split into chunks transparently.
+//! - [`gpu::GpuEngine`]: `shaders/ddk.wgsl` (and the continuous models'
+//!   `shaders/ode.wgsl`) through wgpu, one invocation per trajectory looping
+//!   over all T steps; batches beyond the adapter's limits are split into
+//!   chunks transparently ([`gpu::dispatch`]).
 //! - [`vjp`]: the reverse mode (adjoint) of the DDK map on both backends
 //!   ([`vjp::VjpEngine`]: dL/dx, dL/dalpha, dL/dbeta from dL/dw).
 //! - [`ode`]: continuous-time device models over a pulse protocol

@@ -463,3 +463,71 @@ fn bench_workloads_report_points_and_draws_per_second_on_each_backend() {
         "{err}"
     );
 }
+
+/// The reverse kernel runs through the same dispatcher: multi-chunk runs give
+/// the same bits (dL/dx) and the same f64 parameter sums as one chunk, with
+/// one submit and one wait per chunk and the plan's bytes each way.
+#[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
+fn vjp_multi_chunk_runs_are_identical_with_one_submit_and_wait_per_chunk_and_exact_bytes() {
+    use memkin::engine::gpu::GpuVjpEngine;
+    use memkin::engine::gpu::vjp::VjpUniform;
+    use memkin::engine::vjp::{VjpEngine, VjpOptions};
+    let ctx = own_context();
+    let fwd = GpuEngine::new(ctx.clone()).unwrap();
+    let rev = GpuVjpEngine::new(ctx.clone()).unwrap();
+    let ts = if ctx.has_timestamps() { 16 } else { 0 };
+    for (k, per_step) in [false, true].into_iter().enumerate() {
+        let (sets, groups, seqs, steps) = (2usize, if per_step { 1 } else { 2 }, 65usize, 11usize);
+        let x = inputs(seqs, steps, 60 + k as u64);
+        let params = ddk_params(sets, groups, per_step.then_some(steps), 70 + k as u64);
+        let batch = Batch::new(&x, seqs, steps, &params).unwrap();
+        let f = fwd.run(&batch, &RunOptions::default()).unwrap();
+        let g = inputs(sets * seqs, steps, 80 + k as u64);
+        let single = rev
+            .vjp(&batch, &f.w, &g, &VjpOptions { chunk: None })
+            .unwrap();
+        let per = params.steps().unwrap_or(1) as u64;
+        for chunk in [1usize, 7, 64] {
+            let before = rev.context().transfer();
+            let got = rev
+                .vjp(&batch, &f.w, &g, &VjpOptions { chunk: Some(chunk) })
+                .unwrap();
+            let moved = rev.context().transfer().since(before);
+            let what = format!("per_step={per_step} chunk={chunk}");
+            assert!(bits(&got.grad_x) == bits(&single.grad_x), "{what}: dL/dx");
+            assert_eq!(got.grad_alpha, single.grad_alpha, "{what}");
+            assert_eq!(got.grad_beta, single.grad_beta, "{what}");
+            let lim = ChunkLimits::for_shape(
+                ctx.limits(),
+                steps,
+                groups as u64 * per,
+                per_step,
+                Some(chunk),
+            );
+            let plan = plan_chunks(sets, seqs, lim);
+            let st = rev.last_stats();
+            assert_eq!(
+                (st.chunks, st.submits, st.waits),
+                (plan.len(), plan.len(), plan.len()),
+                "{what}"
+            );
+            let mut e = Expect {
+                h2d: (seqs * steps * 4) as u64,
+                ..Default::default()
+            };
+            for c in &plan {
+                let (p, n) = (c.sets.len() as u64, c.len() as u64);
+                e.h2d += 2 * p * groups as u64 * per * 4
+                    + 2 * n * steps as u64 * 4
+                    + size_of::<VjpUniform>() as u64;
+                e.d2h += n * steps as u64 * 4 + n * per * 8 + ts;
+            }
+            assert_eq!(moved.host_to_device_bytes, e.h2d, "{what}: host to device");
+            assert_eq!(moved.device_to_host_bytes, e.d2h, "{what}: device to host");
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! The one chunked dispatcher behind every forward GPU kernel (the DDK map and
-//! the continuous-time models): two buffer sets ("slots"), so that chunk
+//! The one chunked dispatcher behind every GPU kernel (the DDK map, the
+//! continuous-time models and the reverse DDK kernel): two buffer sets ("slots"), so that chunk
 //! i+1's uploads are queued and chunk i-1's outputs copied out while chunk i
 //! computes; one submit and one wait per chunk; every output of a chunk (and
 //! its two timestamps) copied into one staging buffer and mapped in one poll;

@@ -2,11 +2,11 @@
 //!
 //! - [`GpuContext`]: adapter, device and queue, created once, borrowed by every kernel.
 //! - [`shaders`]: the registry of WGSL sources.
-//! - [`dispatch`]: the one chunked, double-buffered dispatcher of the forward kernels.
+//! - [`dispatch`]: the one chunked, double-buffered dispatcher of every kernel.
 //! - [`GpuEngine`]: the DDK kernel and the continuous-time device models
 //!   (`shaders/ode.wgsl`), with transparent chunking ([`ddk::plan_chunks`]).
 //! - [`GpuOdeEngine`]: the same engine with every pipeline compiled on first use.
-//! - [`GpuVjpEngine`]: the reverse (adjoint) DDK kernel, chunked the same way.
+//! - [`GpuVjpEngine`]: the reverse (adjoint) DDK kernel, chunked and dispatched the same way.
 //! - [`GpuReducer`]: the study reductions fused after the DDK kernel (ridge
 //!   moments, the readout's forward pass as counts): features stay on the device.
 

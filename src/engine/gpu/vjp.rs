@@ -2,7 +2,8 @@
 //! read-back. Shader: `shaders/ddk_vjp.wgsl`; CPU twin:
 //! [`crate::engine::vjp::ddk_vjp_trajectory_f32`].
 //!
-//! Chunks are planned as for the forward kernel ([`super::ddk::plan_chunks`]):
+//! Chunks are planned as for the forward kernel ([`super::ddk::plan_chunks`])
+//! and run by the same double-buffered dispatcher ([`super::dispatch`]):
 //! a chunk's trajectories are contiguous in `[P, S, T]`, so its states,
 //! cotangents and dL/dx are one block each. The kernel writes one parameter
 //! term per trajectory (per step for per-step parameters); the host sums them
@@ -10,7 +11,8 @@
 //! the chunking.
 
 use super::context::GpuContext;
-use super::ddk::{ChunkLimits, bind_all, plan_chunks, staging, storage, uniform};
+use super::ddk::{ChunkLimits, plan_chunks};
+use super::dispatch::{Binding, DispatchStats, Dispatcher, Finished, Launch, Role, Slot, par_copy};
 use super::shaders;
 use crate::Result;
 use crate::batch::Batch;
@@ -44,79 +46,12 @@ pub struct VjpUniform {
     pub pad: u32,
 }
 
-/// Byte sizes of the buffers (reused while large enough).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Sizes {
-    x: u64,
-    params: u64,
-    traj: u64,
-    parts: u64,
-}
-
-impl Sizes {
-    fn covers(&self, o: &Sizes) -> bool {
-        self.x >= o.x && self.params >= o.params && self.traj >= o.traj && self.parts >= o.parts
-    }
-}
-
-struct Buffers {
-    sizes: Sizes,
-    x: wgpu::Buffer,
-    alpha: wgpu::Buffer,
-    beta: wgpu::Buffer,
-    w: wgpu::Buffer,
-    g: wgpu::Buffer,
-    gx: wgpu::Buffer,
-    parts: wgpu::Buffer,
-    gx_stage: wgpu::Buffer,
-    parts_stage: wgpu::Buffer,
-    uniform: wgpu::Buffer,
-    bind: wgpu::BindGroup,
-}
-
-impl Buffers {
-    fn new(ctx: &GpuContext, pipeline: &wgpu::ComputePipeline, sizes: Sizes) -> Self {
-        let dev = &ctx.device;
-        let cp = wgpu::BufferUsages::COPY_DST;
-        let src = wgpu::BufferUsages::COPY_SRC;
-        let x = storage(dev, "vjp x", sizes.x, cp);
-        let alpha = storage(dev, "vjp alpha", sizes.params, cp);
-        let beta = storage(dev, "vjp beta", sizes.params, cp);
-        let w = storage(dev, "vjp w", sizes.traj, cp);
-        let g = storage(dev, "vjp g", sizes.traj, cp);
-        let gx = storage(dev, "vjp gx", sizes.traj, src);
-        let parts = storage(dev, "vjp parameter terms", sizes.parts, src);
-        let gx_stage = staging(dev, "vjp gx staging", sizes.traj);
-        let parts_stage = staging(dev, "vjp parameter terms staging", sizes.parts);
-        let uniform = uniform(dev, "vjp uniform", &VjpUniform::default());
-        let bind = bind_all(
-            dev,
-            pipeline,
-            "vjp bind group",
-            &[&uniform, &x, &alpha, &beta, &w, &g, &gx, &parts],
-        );
-        Self {
-            sizes,
-            x,
-            alpha,
-            beta,
-            w,
-            g,
-            gx,
-            parts,
-            gx_stage,
-            parts_stage,
-            uniform,
-            bind,
-        }
-    }
-}
-
 /// The reverse DDK kernel: one pipeline on a shared [`GpuContext`].
 pub struct GpuVjpEngine {
     ctx: Arc<GpuContext>,
     pipeline: wgpu::ComputePipeline,
-    buffers: Mutex<Option<Buffers>>,
+    buffers: Mutex<Option<Dispatcher>>,
+    last: Mutex<DispatchStats>,
 }
 
 impl GpuVjpEngine {
@@ -127,11 +62,16 @@ impl GpuVjpEngine {
             ctx,
             pipeline,
             buffers: Mutex::new(None),
+            last: Mutex::new(DispatchStats::default()),
         })
     }
     /// The shared context.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
+    }
+    /// Chunks, submits, waits and host times of the last run.
+    pub fn last_stats(&self) -> DispatchStats {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -151,7 +91,6 @@ impl VjpEngine for GpuVjpEngine {
         check_cotangents(batch, w, g)?;
         out.prepare(batch);
         let ctx = &*self.ctx;
-        let dev = &ctx.device;
         let params = batch.params();
         let (p_all, s_all, t) = (params.sets(), batch.seqs(), batch.steps());
         let per_step = params.steps().is_some();
@@ -166,37 +105,76 @@ impl VjpEngine for GpuVjpEngine {
         let max_rows = chunks.iter().map(|c| c.seqs.len()).max().unwrap_or(1);
         let max_sets = chunks.iter().map(|c| c.sets.len()).max().unwrap_or(1);
         let t64 = t as u64;
-        let sizes = Sizes {
-            x: max_rows as u64 * t64 * 4,
-            params: (max_sets * gr * per) as u64 * 4,
-            traj: max_n as u64 * t64 * 4,
-            parts: max_n as u64 * per as u64 * 8,
-        };
+        let layout = [
+            Binding {
+                label: "vjp x",
+                bytes: max_rows as u64 * t64 * 4,
+                role: Role::Shared,
+            },
+            Binding {
+                label: "vjp alpha",
+                bytes: (max_sets * gr * per) as u64 * 4,
+                role: Role::Input,
+            },
+            Binding {
+                label: "vjp beta",
+                bytes: (max_sets * gr * per) as u64 * 4,
+                role: Role::Input,
+            },
+            Binding {
+                label: "vjp w",
+                bytes: max_n as u64 * t64 * 4,
+                role: Role::Input,
+            },
+            Binding {
+                label: "vjp g",
+                bytes: max_n as u64 * t64 * 4,
+                role: Role::Input,
+            },
+            Binding {
+                label: "vjp gx",
+                bytes: max_n as u64 * t64 * 4,
+                role: Role::Output,
+            },
+            Binding {
+                label: "vjp parameter terms",
+                bytes: max_n as u64 * per as u64 * 8,
+                role: Role::Output,
+            },
+        ];
         let alpha: Vec<f32> = params.alpha().iter().map(|&v| v as f32).collect();
         let beta: Vec<f32> = params.beta().iter().map(|&v| v as f32).collect();
 
         let mut cache = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        if !cache.as_ref().is_some_and(|b| b.sizes.covers(&sizes)) {
+        if !cache.as_ref().is_some_and(|d| d.fits(&layout)) {
             *cache = None; // free the old buffers before allocating the new ones
-            *cache = Some(Buffers::new(ctx, &self.pipeline, sizes));
+            *cache = Some(Dispatcher::new(
+                ctx,
+                &self.pipeline,
+                "vjp",
+                &layout,
+                &VjpUniform::default(),
+            ));
         }
-        let b = cache.as_ref().expect("just created");
+        let disp = cache.as_ref().expect("just created");
         let mut parts = vec![0f32; max_n * per * 2];
-        let mut x_uploaded: Option<Range<usize>> = None;
-        for c in &chunks {
+        let mut x_block: Option<Range<usize>> = None;
+        let prepare = |i: usize, slot: &Slot| -> Result<Launch> {
+            let c = &chunks[i];
             let n = c.len();
             let first = c.sets.start * s_all + c.seqs.start;
-            if x_uploaded.as_ref() != Some(&c.seqs) {
+            if x_block.as_ref() != Some(&c.seqs) {
+                // Shared by both slots: once per sequence block.
                 let xs = &batch.inputs()[c.seqs.start * t..c.seqs.end * t];
-                ctx.write(&b.x, 0, bytemuck::cast_slice(xs));
-                x_uploaded = Some(c.seqs.clone());
+                ctx.write(slot.buffer(1), 0, bytemuck::cast_slice(xs));
+                x_block = Some(c.seqs.clone());
             }
             let dr = c.sets.start * gr * per..c.sets.end * gr * per;
-            ctx.write(&b.alpha, 0, bytemuck::cast_slice(&alpha[dr.clone()]));
-            ctx.write(&b.beta, 0, bytemuck::cast_slice(&beta[dr]));
+            ctx.write(slot.buffer(2), 0, bytemuck::cast_slice(&alpha[dr.clone()]));
+            ctx.write(slot.buffer(3), 0, bytemuck::cast_slice(&beta[dr]));
             let tr = first * t..(first + n) * t;
-            ctx.write(&b.w, 0, bytemuck::cast_slice(&w[tr.clone()]));
-            ctx.write(&b.g, 0, bytemuck::cast_slice(&g[tr.clone()]));
+            ctx.write(slot.buffer(4), 0, bytemuck::cast_slice(&w[tr.clone()]));
+            ctx.write(slot.buffer(5), 0, bytemuck::cast_slice(&g[tr]));
             let (grid_x, grid_y) = ctx.grid(n, VJP_WORKGROUP_SIZE)?;
             let uni = VjpUniform {
                 n_traj: n as u32,
@@ -208,33 +186,27 @@ impl VjpEngine for GpuVjpEngine {
                 grid_x,
                 pad: 0,
             };
-            ctx.write(&b.uniform, 0, bytemuck::bytes_of(&uni));
-            let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("vjp compute"),
-            });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("vjp pass"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(&self.pipeline);
-                pass.set_bind_group(0, &b.bind, &[]);
-                pass.dispatch_workgroups(grid_x, grid_y, 1);
-            }
-            let gx_bytes = n as u64 * t64 * 4;
-            let parts_bytes = n as u64 * per as u64 * 8;
-            enc.copy_buffer_to_buffer(&b.gx, 0, &b.gx_stage, 0, gx_bytes);
-            enc.copy_buffer_to_buffer(&b.parts, 0, &b.parts_stage, 0, parts_bytes);
-            ctx.queue.submit([enc.finish()]);
-            ctx.read_buffer(
-                &b.gx_stage,
-                gx_bytes,
-                bytemuck::cast_slice_mut(&mut out.grad_x[tr]),
-            )?;
+            ctx.write(slot.uniform(), 0, bytemuck::bytes_of(&uni));
+            Ok(Launch {
+                grid: (grid_x, grid_y),
+                out_bytes: vec![n as u64 * t64 * 4, n as u64 * per as u64 * 8],
+            })
+        };
+        let finish = |i: usize, done: &Finished| -> Result<()> {
+            let c = &chunks[i];
+            let n = c.len();
+            let first = c.sets.start * s_all + c.seqs.start;
+            par_copy(
+                bytemuck::cast_slice_mut(&mut out.grad_x[first * t..(first + n) * t]),
+                done.outputs[0],
+            );
             let parts = &mut parts[..n * per * 2];
-            ctx.read_buffer(&b.parts_stage, parts_bytes, bytemuck::cast_slice_mut(parts))?;
+            par_copy(bytemuck::cast_slice_mut(parts), done.outputs[1]);
             reduce_partials(params, s_all, first, parts, out);
-        }
+            Ok(())
+        };
+        let stats = disp.run(ctx, &self.pipeline, "vjp", chunks.len(), prepare, finish)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = stats;
         Ok(())
     }
 }
