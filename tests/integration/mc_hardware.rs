@@ -240,3 +240,43 @@ fn a_centred_readout_folded_into_its_first_layer_keeps_the_nominal_accuracy() {
     assert!(n.train_accuracy.unwrap() > 0.9, "{n:?}");
     assert!(n.accuracy > 0.85, "{n:?}");
 }
+
+/// Noise-aware training trains a softmax readout too; a ridge readout, which
+/// has no training steps, is refused naming the key; `standardize` and
+/// `input_scaling` together are refused naming the key and its line.
+#[test]
+fn noise_aware_training_takes_softmax_and_refuses_ridge_naming_the_key() {
+    let text = |readout: &str| {
+        format!(
+            "dataset = \"digits\"\ndraws = 1\nseed = 4\nepochs = 20\nreadout = \"{readout}\"\ninput_scaling = \"centred\"\n[variability]\nsigma_alpha = 0.02\ng_noise_std = 1.0\nnoise_aware_epochs = 10\n"
+        )
+    };
+    let ev = evaluator(
+        &text("softmax"),
+        Box::new(CpuEngine::fast()),
+        &McOptions::default(),
+    );
+    assert_eq!(ev.columns(), ["test_accuracy", "test_accuracy_noise_aware"]);
+    let n = ev.nominal();
+    assert!(n.readout.starts_with("softmax"), "{}", n.readout);
+    // The clean softmax scores 0.91 on digits; ten noise-aware epochs on
+    // centred features come close (a readout that does not learn: ~0.1).
+    assert!(n.noise_aware_accuracy.unwrap() > 0.8, "{n:?}");
+    let s = spec(&text("ridge"));
+    let ds = data::load(&s.dataset, None).unwrap();
+    let err = McEvaluator::new(&s, &ds, Box::new(CpuEngine::fast()), &McOptions::default())
+        .err()
+        .expect("ridge refused")
+        .to_string();
+    assert!(err.contains("variability.noise_aware_epochs"), "{err}");
+    let both = McSpec::from_text(
+        Path::new("mc.toml"),
+        "dataset = \"digits\"\ndraws = 1\nstandardize = true\ninput_scaling = \"centred\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        both.contains("input_scaling") && both.contains("line 4"),
+        "{both}"
+    );
+}
