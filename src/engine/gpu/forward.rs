@@ -74,8 +74,7 @@ impl ReadoutArrays {
     /// Checks the shapes against `sets` sets.
     pub(super) fn check(&self, sets: usize) -> crate::Result<()> {
         let (f, c) = (self.f, self.c);
-        if c < 2
-            || c > MAX_CLASSES
+        if !(2..=MAX_CLASSES).contains(&c)
             || self.mean.len() != sets * f
             || self.scale.len() != sets * f
             || self.weights.len() != sets * f * c
