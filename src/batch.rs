@@ -157,6 +157,54 @@ impl DeviceParams {
         Ok(())
     }
 
+    /// Parameter sets from a table of `source` (a file, or an argument's
+    /// name): shape `[P, 2]`, one `(alpha, beta)` row per set, or `[P, 2, T]`,
+    /// per-step rows `alpha[0..T]`, `beta[0..T]` with `T = steps` (the
+    /// input's). Every error names `source`: its shape, or the bad value
+    /// (`beta[set 1] = -2: finite and > 0`).
+    pub fn from_table(
+        source: &std::path::Path,
+        v: &[f32],
+        shape: &[usize],
+        steps: usize,
+        w0: f64,
+    ) -> Result<Self> {
+        let named = |e: Error| match e {
+            Error::InvalidParameter {
+                field,
+                value,
+                expected,
+            } => Error::bad_file(source, format!("{field} = {value}: {expected}")),
+            other => other,
+        };
+        match *shape {
+            [n, 2] if v.len() == 2 * n => {
+                let pairs: Vec<(f64, f64)> = v
+                    .chunks_exact(2)
+                    .map(|p| (p[0] as f64, p[1] as f64))
+                    .collect();
+                Self::scalar(&pairs, w0).map_err(named)
+            }
+            [_, 2, t] if t != steps => Err(Error::bad_file(
+                source,
+                format!("shape {shape:?}: per-step T = {t} but the input has T = {steps}"),
+            )),
+            [n, 2, t] if v.len() == 2 * n * t => {
+                let mut al = Vec::with_capacity(n * t);
+                let mut be = Vec::with_capacity(n * t);
+                for row in v.chunks_exact(2 * t) {
+                    al.extend(row[..t].iter().map(|&z| z as f64));
+                    be.extend(row[t..].iter().map(|&z| z as f64));
+                }
+                Self::per_step(n, t, al, be, w0).map_err(named)
+            }
+            _ => Err(Error::bad_file(
+                source,
+                format!("shape {shape:?}: expected [P, 2] or [P, 2, T]"),
+            )),
+        }
+    }
+
     /// Number of parameter sets P.
     pub fn sets(&self) -> usize {
         self.sets
@@ -224,6 +272,41 @@ pub fn check_inputs(x: &[f32], seqs: usize, steps: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `(S, T)` of an input block of `source` (a file, or an argument's name)
+/// with shape `shape`: rank 2, S >= 1, T >= 1, every value finite, each
+/// error naming `source` and the element.
+pub fn sequences_shape(
+    source: &std::path::Path,
+    x: &[f32],
+    shape: &[usize],
+) -> Result<(usize, usize)> {
+    let &[seqs, steps] = shape else {
+        return Err(Error::bad_file(
+            source,
+            format!("shape {shape:?}: expected [S, T] (rank 2)"),
+        ));
+    };
+    if seqs == 0 || steps == 0 {
+        return Err(Error::bad_file(
+            source,
+            format!("shape {shape:?}: expected S >= 1 and T >= 1"),
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::bad_file(
+            source,
+            format!(
+                "element [{}, {}] is {}: expected finite values (normally in [0, 1])",
+                i / steps,
+                i % steps,
+                x[i]
+            ),
+        ));
+    }
+    check_inputs(x, seqs, steps)?;
+    Ok((seqs, steps))
 }
 
 /// A batch: `S` sequences of `T` steps crossed with the parameter sets.

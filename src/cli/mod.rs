@@ -54,8 +54,9 @@ pub struct Common {
     #[arg(long)]
     pub json: bool,
     /// Seed of every random choice (default 0; printed in every report).
-    /// Studies take theirs from the spec's `seed` key, and commands that make
-    /// no random choice refuse it.
+    /// Studies take theirs from the spec's `seed` key (`mc --seed` replaces
+    /// it; `sweep` refuses it), and commands that make no random choice
+    /// refuse it.
     #[arg(long)]
     pub seed: Option<u64>,
 }
