@@ -475,3 +475,62 @@ impl Features {
         (c[1] + c[2]) as f64 / self.status.len().max(1) as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_tables_are_rows_of_alpha_beta_or_per_step_rows_and_errors_name_the_source() {
+        let src = std::path::Path::new("p.npy");
+        let p = DeviceParams::from_table(src, &[0.5, 0.25, 0.75, 2.0], &[2, 2], 5, 1.0).unwrap();
+        assert_eq!(
+            (p.alpha(), p.beta(), p.steps()),
+            (&[0.5, 0.75][..], &[0.25, 2.0][..], None)
+        );
+        // [P, 2, T]: the alpha row, then the beta row, of each set.
+        let v: Vec<f32> = (1..=12).map(|i| i as f32).collect();
+        let p = DeviceParams::from_table(src, &v, &[2, 2, 3], 3, 1.0).unwrap();
+        assert_eq!(p.at(1, 2), (9.0, 12.0));
+        assert_eq!(p.at(0, 1), (2.0, 5.0));
+        let msg = |v: &[f32], shape: &[usize]| {
+            DeviceParams::from_table(src, v, shape, 3, 1.0)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            msg(&[0.5, 0.5, 0.5, -2.0], &[2, 2]),
+            "p.npy: beta[set 1] = -2: finite and > 0"
+        );
+        assert_eq!(
+            msg(&[0.5; 6], &[2, 3]),
+            "p.npy: shape [2, 3]: expected [P, 2] or [P, 2, T]"
+        );
+        assert_eq!(
+            msg(&[0.5; 8], &[2, 2, 2]),
+            "p.npy: shape [2, 2, 2]: per-step T = 2 but the input has T = 3"
+        );
+    }
+
+    #[test]
+    fn sequence_shapes_are_rank_2_non_empty_and_finite_naming_the_element() {
+        let src = std::path::Path::new("x.npy");
+        assert_eq!(sequences_shape(src, &[0.0; 6], &[2, 3]).unwrap(), (2, 3));
+        let msg =
+            |x: &[f32], shape: &[usize]| sequences_shape(src, x, shape).unwrap_err().to_string();
+        assert_eq!(
+            msg(&[0.0; 6], &[6]),
+            "x.npy: shape [6]: expected [S, T] (rank 2)"
+        );
+        assert_eq!(
+            msg(&[], &[0, 6]),
+            "x.npy: shape [0, 6]: expected S >= 1 and T >= 1"
+        );
+        let mut x = [0.0f32; 6];
+        x[4] = f32::INFINITY;
+        assert_eq!(
+            msg(&x, &[2, 3]),
+            "x.npy: element [1, 1] is inf: expected finite values (normally in [0, 1])"
+        );
+    }
+}

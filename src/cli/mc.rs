@@ -1,11 +1,9 @@
 //! `memkin mc`: device-variability Monte Carlo over a spec (see
 //! `memkin::study::montecarlo` for the model and `examples/mc/` for specs).
 
-use super::{BackendArg, Common, print_json};
+use super::{BackendArg, Common, print_json, study_engines};
 use memkin::data;
-use memkin::engine::gpu::GpuOdeEngine;
-use memkin::engine::{BackendChoice, Engine as _};
-use memkin::engine::{Precision, select};
+use memkin::engine::Engine as _;
 use memkin::report::output::{Outputs, check_output_dir};
 use memkin::report::progress::Progress;
 use memkin::study::montecarlo::{
@@ -149,22 +147,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     {
         let ds = data::load(&spec.dataset, data_dir.as_deref())?;
-        // A continuous model runs on its own GPU driver; the map engine is then
-        // unused, so it stays on the CPU (one device per process).
-        let engine = select(
-            if continuous {
-                BackendChoice::Cpu
-            } else {
-                a.backend.backend
-            },
-            Precision::F32,
-        )?;
-        let ode_gpu = if continuous {
-            memkin::engine::select_gpu_context(a.backend.backend)?
-                .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c)))
-        } else {
-            None
-        };
+        let (engine, ode_gpu) = study_engines(a.backend.backend, continuous)?;
         let info = match (&ode_gpu, continuous) {
             (Some(g), _) => g.info(),
             (None, true) => memkin::engine::cpu::CpuEngine::fast().info(),

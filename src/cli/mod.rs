@@ -13,7 +13,7 @@ mod sweep;
 mod text;
 
 use clap::{Args, Parser, Subcommand};
-use memkin::engine::BackendChoice;
+use memkin::engine::{BackendChoice, Precision};
 
 /// memkin: memristor drift-diffusion kinetics at GPU scale.
 #[derive(Debug, Parser)]
@@ -84,6 +84,26 @@ pub struct BackendArg {
     /// (a hardware GPU when there is one, else cpu).
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
+}
+
+/// The engines of a study (`sweep`, `mc`): the DDK map's and, for a
+/// continuous-time model, its GPU driver. A continuous model runs on its own
+/// GPU driver (`None`: on the CPU); the map engine is then unused, so it stays
+/// on the CPU (one device per process).
+pub fn study_engines(
+    backend: BackendChoice,
+    continuous: bool,
+) -> memkin::Result<(
+    Box<dyn memkin::engine::Engine>,
+    Option<memkin::engine::gpu::GpuOdeEngine>,
+)> {
+    if !continuous {
+        return Ok((memkin::engine::select(backend, Precision::F32)?, None));
+    }
+    let engine = memkin::engine::select(BackendChoice::Cpu, Precision::F32)?;
+    let ode_gpu = memkin::engine::select_gpu_context(backend)?
+        .map(|c| memkin::engine::gpu::GpuOdeEngine::new(std::sync::Arc::new(c)));
+    Ok((engine, ode_gpu))
 }
 
 /// The dataset flags of the commands that load one (`run`, `cost`).

@@ -240,6 +240,9 @@ fn read_cotangents(path: &std::path::Path, cfg: &Config) -> Result<Vec<f32>, Err
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    a.common.refuse_seed(
+        "not used: simulate makes no random choice (the seed in its --json is always 0)",
+    )?;
     let out = plan_outputs(&a)?;
     if a.chunk == Some(0) {
         return Err(Error::invalid("--chunk", 0, "at least 1").into());

@@ -1,12 +1,9 @@
 //! `memkin sweep` and `memkin merge`: parameter sweeps, resumable and shardable.
 
-use super::{BackendArg, Common, print_json};
+use super::{BackendArg, Common, print_json, study_engines};
 use memkin::cost::card::{Card, PRESETS};
 use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
-use memkin::engine::BackendChoice;
-use memkin::engine::gpu::GpuOdeEngine;
-use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
 use memkin::readout::TrainConfig;
 use memkin::report::output::{Outputs, check_output_dir};
@@ -99,22 +96,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|m| m.name.as_deref())
         .is_some_and(|n| n != "ddk");
-    // A continuous model runs on its own GPU driver; the map engine is then
-    // unused, so it stays on the CPU (one device per process).
-    let engine = select(
-        if continuous {
-            BackendChoice::Cpu
-        } else {
-            a.backend.backend
-        },
-        Precision::F32,
-    )?;
-    let ode_gpu = if continuous {
-        memkin::engine::select_gpu_context(a.backend.backend)?
-            .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c)))
-    } else {
-        None
-    };
+    let (engine, ode_gpu) = study_engines(a.backend.backend, continuous)?;
     let kinetics =
         Kinetics::resolve(spec.model.as_ref(), engine.as_ref(), ode_gpu).map_err(in_spec)?;
     spec.check_params(&kinetics.param_names())?;
@@ -242,6 +224,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 }
 
 pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
+    a.common
+        .refuse_seed("not used: each shard's manifest records its study's seed")?;
     // The merged study's final outputs, committed with its CSV and manifest:
     // a sweep's selection and heatmap (its plan rebuilt from the recorded
     // spec), a Monte Carlo study's summary and histograms.

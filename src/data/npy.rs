@@ -490,13 +490,7 @@ pub(crate) fn npz_dataset_from_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/data")
-            .join(name)
-    }
+    use crate::data::fixture;
 
     #[test]
     fn npy_reads_fortran_order_big_endian_and_ints() {

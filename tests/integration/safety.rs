@@ -8,8 +8,8 @@ use memkin::Error;
 use memkin::report::output::Outputs;
 use memkin::study::plan::{Plan, Point};
 use memkin::study::runner::{
-    Evaluator, Manifest, ResultsTable, Study, StudyFiles, StudyKind, merge, read_manifest,
-    run_study, run_study_with,
+    Evaluator, Manifest, ResultsTable, Study, StudyFiles, merge, read_manifest, run_study,
+    run_study_with,
 };
 use memkin::study::spec::{McSpec, SweepSpec};
 use std::path::{Path, PathBuf};
@@ -55,16 +55,7 @@ fn study<'a>(
     shard: Option<(usize, usize)>,
     resume: bool,
 ) -> Study<'a> {
-    Study {
-        dir,
-        kind: StudyKind::Sweep,
-        spec_text: SPEC,
-        plan,
-        shard,
-        resume,
-        progress: false,
-        manifest_extra: serde_json::Value::Null,
-    }
+    crate::common::sweep_study(dir, SPEC, plan, shard, resume, serde_json::Value::Null)
 }
 
 fn with_inputs(inputs: &[PathBuf]) -> StudyFiles<'static> {

@@ -377,7 +377,8 @@ fn permuting_the_test_labels_does_not_change_the_tune_choice() {
 }
 
 /// `--seed` is honoured or refused, never ignored: a sweep's seed is its
-/// spec's, fit and cost make no random choice, bench's workload follows it.
+/// spec's, merged shards record theirs, simulate, fit, cost, data and
+/// devices make no random choice, bench's workload follows it.
 #[test]
 fn seed_is_honoured_or_refused_never_ignored() {
     let tmp = tempfile::tempdir().unwrap();
@@ -394,6 +395,40 @@ fn seed_is_honoured_or_refused_never_ignored() {
             out.to_str().unwrap(),
         ],
         vec!["cost", "--seed", "5"],
+        vec!["data", "--seed", "5", "list"],
+        vec!["devices", "--seed", "5"],
+        vec![
+            "merge",
+            "a",
+            "b",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "5",
+        ],
+        vec![
+            "mc",
+            "--merge",
+            "a",
+            "b",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "5",
+        ],
+        vec![
+            "simulate",
+            "--input",
+            "x.npy",
+            "--alpha",
+            "0.5",
+            "--beta",
+            "0.5",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "5",
+        ],
         vec![
             "fit",
             "--trace",
