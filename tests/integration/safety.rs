@@ -8,8 +8,8 @@ use memkin::Error;
 use memkin::report::output::Outputs;
 use memkin::study::plan::{Plan, Point};
 use memkin::study::runner::{
-    Evaluator, Manifest, ResultsTable, Study, StudyFiles, merge, read_manifest, run_study,
-    run_study_with,
+    Evaluator, Manifest, ResultsTable, Study, StudyFiles, completed, merge, read_manifest,
+    run_study, run_study_with,
 };
 use memkin::study::spec::{McSpec, SweepSpec};
 use std::path::{Path, PathBuf};
@@ -139,6 +139,61 @@ fn a_dependency_changed_between_a_crash_and_the_resume_is_refused_naming_it() {
     std::fs::remove_file(&model).unwrap();
     let e = run_study(&study(&dir, &plan, None, false), &mut Toy::new()).unwrap_err();
     assert!(e.to_string().contains("depends on it"), "{e}");
+}
+
+/// `runner::completed` (what `memkin mc` asks before any work): the
+/// complete study of the same spec, plan and shard, its inputs unchanged;
+/// nothing for another spec or shard or an unfinished study; an error naming
+/// a changed input.
+#[test]
+fn completed_is_the_finished_study_of_the_same_spec_and_shard_with_unchanged_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.json");
+    std::fs::write(&model, "{\"weights\": [1, 2]}").unwrap();
+    let files = [model.clone()];
+    let plan = plan();
+    let dir = tmp.path().join("s");
+    assert!(
+        completed(&dir, SPEC, &plan, None, &files)
+            .unwrap()
+            .is_none()
+    );
+    let mut toy = Toy::new();
+    toy.fail_after = Some(5);
+    let _ = run_study_with(
+        &study(&dir, &plan, None, false),
+        &mut toy,
+        with_inputs(&files),
+    );
+    assert!(
+        completed(&dir, SPEC, &plan, None, &files)
+            .unwrap()
+            .is_none(),
+        "an unfinished study is not complete"
+    );
+    run_study_with(
+        &study(&dir, &plan, None, true),
+        &mut Toy::new(),
+        with_inputs(&files),
+    )
+    .unwrap();
+    let m = completed(&dir, SPEC, &plan, None, &files).unwrap();
+    assert_eq!(m.map(|m| m.status).as_deref(), Some("complete"));
+    let other = format!("{SPEC}# another spec\n");
+    assert!(
+        completed(&dir, &other, &plan, None, &files)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        completed(&dir, SPEC, &plan, Some((0, 2)), &files)
+            .unwrap()
+            .is_none()
+    );
+    std::fs::write(&model, "{\"weights\": [3, 4]}").unwrap();
+    let e = completed(&dir, SPEC, &plan, None, &files).unwrap_err();
+    assert!(e.is_user_error(), "{e}");
+    assert!(e.to_string().contains("m.json"), "{e}");
 }
 
 #[test]
