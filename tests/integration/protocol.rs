@@ -163,14 +163,10 @@ fn run_report_json_keeps_its_keys_and_equals_the_json_output() {
     let mut printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let text = std::fs::read_to_string(out.join("report.json")).unwrap();
     let mut on_disk: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let keys: Vec<&str> = on_disk
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys_of =
+        |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
     assert_eq!(
-        keys,
+        keys_of(&on_disk),
         [
             "adapter",
             "adapter_type",
@@ -204,14 +200,8 @@ fn run_report_json_keeps_its_keys_and_equals_the_json_output() {
             "w0",
         ]
     );
-    let cost: Vec<&str> = on_disk["cost"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
     assert_eq!(
-        cost,
+        keys_of(&on_disk["cost"]),
         [
             "area_mm2",
             "card",

@@ -385,6 +385,7 @@ fn seed_is_honoured_or_refused_never_ignored() {
     let spec = tmp.path().join("s.toml");
     std::fs::write(&spec, SPEC).unwrap();
     let out = tmp.path().join("o");
+    let o = out.to_str().unwrap();
     for args in [
         vec![
             "sweep",
@@ -397,38 +398,12 @@ fn seed_is_honoured_or_refused_never_ignored() {
         vec!["cost", "--seed", "5"],
         vec!["data", "--seed", "5", "list"],
         vec!["devices", "--seed", "5"],
-        vec![
-            "merge",
-            "a",
-            "b",
-            "--out",
-            out.to_str().unwrap(),
-            "--seed",
-            "5",
-        ],
-        vec![
-            "mc",
-            "--merge",
-            "a",
-            "b",
-            "--out",
-            out.to_str().unwrap(),
-            "--seed",
-            "5",
-        ],
-        vec![
-            "simulate",
-            "--input",
-            "x.npy",
-            "--alpha",
-            "0.5",
-            "--beta",
-            "0.5",
-            "--out",
-            out.to_str().unwrap(),
-            "--seed",
-            "5",
-        ],
+        // Merged shards record their seed; simulate makes no random choice.
+        vec!["merge", "a", "b", "--out", o, "--seed", "5"],
+        vec!["mc", "--merge", "a", "b", "--out", o, "--seed", "5"],
+        "simulate --input x.npy --alpha 0.5 --beta 0.5 --out o.npy --seed 5"
+            .split(' ')
+            .collect(),
         vec![
             "fit",
             "--trace",
