@@ -1,7 +1,7 @@
 //! `memkin mc`: device-variability Monte Carlo over a spec (see
 //! `memkin::study::montecarlo` for the model and `examples/mc/` for specs).
 
-use super::{BackendArg, Common, print_json, study_engines};
+use super::{BackendArg, Common, in_spec, print_json, study_engines};
 use memkin::data;
 use memkin::engine::Engine as _;
 use memkin::report::output::{Outputs, check_output_dir};
@@ -113,26 +113,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cli_shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let shard = resolve_shard(cli_shard, spec.shards)?;
     // The device model and its sigma names checked before any work.
-    let in_spec = |e: memkin::Error| -> memkin::Error {
-        match e {
-            memkin::Error::InvalidParameter {
-                field,
-                value,
-                expected,
-            } => {
-                let line = spec
-                    .line(&field)
-                    .or_else(|| field.rsplit_once('.').and_then(|(k, _)| spec.line(k)))
-                    .map(|l| format!("line {l}: "))
-                    .unwrap_or_default();
-                memkin::Error::Spec {
-                    path: spec_path.clone(),
-                    message: format!("{line}{field} = {value}: {expected}"),
-                }
-            }
-            other => other,
-        }
-    };
+    let in_spec = in_spec(&spec_path, |k| spec.line(k));
     let continuous = resolve_device(&spec).map_err(in_spec)?.is_some();
     let plan = Plan::monte_carlo(&spec);
     check_output_dir("--out", &a.out)?;

@@ -106,6 +106,33 @@ pub fn study_engines(
     Ok((engine, ode_gpu))
 }
 
+/// A library error about a value from a spec (`InvalidParameter`) as the
+/// spec's own error: the file, the key's line when `line` knows it (the key,
+/// or its table for `table.name`), the value and its range. Other errors
+/// pass through.
+pub fn in_spec(
+    path: &std::path::Path,
+    line: impl Fn(&str) -> Option<usize> + Copy,
+) -> impl Fn(memkin::Error) -> memkin::Error + Copy {
+    move |e| match e {
+        memkin::Error::InvalidParameter {
+            field,
+            value,
+            expected,
+        } => {
+            let line = line(&field)
+                .or_else(|| field.rsplit_once('.').and_then(|(k, _)| line(k)))
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            memkin::Error::Spec {
+                path: path.to_path_buf(),
+                message: format!("{line}{field} = {value}: {expected}"),
+            }
+        }
+        other => other,
+    }
+}
+
 /// The dataset flags of the commands that load one (`run`, `cost`).
 #[derive(Debug, Clone, Args)]
 pub struct DatasetArg {

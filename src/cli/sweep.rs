@@ -1,6 +1,6 @@
 //! `memkin sweep` and `memkin merge`: parameter sweeps, resumable and shardable.
 
-use super::{BackendArg, Common, print_json, study_engines};
+use super::{BackendArg, Common, in_spec, print_json, study_engines};
 use memkin::cost::card::{Card, PRESETS};
 use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
@@ -78,19 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // Everything that can be wrong with the spec fails here, before any work.
     let spec = SweepSpec::from_path(&a.spec)?;
     let spec_text = spec::read_spec_text(&a.spec)?;
-    let in_spec = |e: memkin::Error| -> memkin::Error {
-        match e {
-            memkin::Error::InvalidParameter {
-                field,
-                value,
-                expected,
-            } => memkin::Error::Spec {
-                path: a.spec.clone(),
-                message: format!("{field} = {value}: {expected}"),
-            },
-            other => other,
-        }
-    };
+    let in_spec = in_spec(&a.spec, |k| spec.line(k));
     let continuous = spec
         .model
         .as_ref()
