@@ -157,6 +157,54 @@ impl DeviceParams {
         Ok(())
     }
 
+    /// Parameter sets from a table of `source` (a file, or an argument's
+    /// name): shape `[P, 2]`, one `(alpha, beta)` row per set, or `[P, 2, T]`,
+    /// per-step rows `alpha[0..T]`, `beta[0..T]` with `T = steps` (the
+    /// input's). Every error names `source`: its shape, or the bad value
+    /// (`beta[set 1] = -2: finite and > 0`).
+    pub fn from_table(
+        source: &std::path::Path,
+        v: &[f32],
+        shape: &[usize],
+        steps: usize,
+        w0: f64,
+    ) -> Result<Self> {
+        let named = |e: Error| match e {
+            Error::InvalidParameter {
+                field,
+                value,
+                expected,
+            } => Error::bad_file(source, format!("{field} = {value}: {expected}")),
+            other => other,
+        };
+        match *shape {
+            [n, 2] if v.len() == 2 * n => {
+                let pairs: Vec<(f64, f64)> = v
+                    .chunks_exact(2)
+                    .map(|p| (p[0] as f64, p[1] as f64))
+                    .collect();
+                Self::scalar(&pairs, w0).map_err(named)
+            }
+            [_, 2, t] if t != steps => Err(Error::bad_file(
+                source,
+                format!("shape {shape:?}: per-step T = {t} but the input has T = {steps}"),
+            )),
+            [n, 2, t] if v.len() == 2 * n * t => {
+                let mut al = Vec::with_capacity(n * t);
+                let mut be = Vec::with_capacity(n * t);
+                for row in v.chunks_exact(2 * t) {
+                    al.extend(row[..t].iter().map(|&z| z as f64));
+                    be.extend(row[t..].iter().map(|&z| z as f64));
+                }
+                Self::per_step(n, t, al, be, w0).map_err(named)
+            }
+            _ => Err(Error::bad_file(
+                source,
+                format!("shape {shape:?}: expected [P, 2] or [P, 2, T]"),
+            )),
+        }
+    }
+
     /// Number of parameter sets P.
     pub fn sets(&self) -> usize {
         self.sets
@@ -224,6 +272,41 @@ pub fn check_inputs(x: &[f32], seqs: usize, steps: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `(S, T)` of an input block of `source` (a file, or an argument's name)
+/// with shape `shape`: rank 2, S >= 1, T >= 1, every value finite, each
+/// error naming `source` and the element.
+pub fn sequences_shape(
+    source: &std::path::Path,
+    x: &[f32],
+    shape: &[usize],
+) -> Result<(usize, usize)> {
+    let &[seqs, steps] = shape else {
+        return Err(Error::bad_file(
+            source,
+            format!("shape {shape:?}: expected [S, T] (rank 2)"),
+        ));
+    };
+    if seqs == 0 || steps == 0 {
+        return Err(Error::bad_file(
+            source,
+            format!("shape {shape:?}: expected S >= 1 and T >= 1"),
+        ));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::bad_file(
+            source,
+            format!(
+                "element [{}, {}] is {}: expected finite values (normally in [0, 1])",
+                i / steps,
+                i % steps,
+                x[i]
+            ),
+        ));
+    }
+    check_inputs(x, seqs, steps)?;
+    Ok((seqs, steps))
 }
 
 /// A batch: `S` sequences of `T` steps crossed with the parameter sets.
@@ -390,5 +473,64 @@ impl Features {
     pub fn diverged_fraction(&self) -> f64 {
         let c = self.status_counts();
         (c[1] + c[2]) as f64 / self.status.len().max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_tables_are_rows_of_alpha_beta_or_per_step_rows_and_errors_name_the_source() {
+        let src = std::path::Path::new("p.npy");
+        let p = DeviceParams::from_table(src, &[0.5, 0.25, 0.75, 2.0], &[2, 2], 5, 1.0).unwrap();
+        assert_eq!(
+            (p.alpha(), p.beta(), p.steps()),
+            (&[0.5, 0.75][..], &[0.25, 2.0][..], None)
+        );
+        // [P, 2, T]: the alpha row, then the beta row, of each set.
+        let v: Vec<f32> = (1..=12).map(|i| i as f32).collect();
+        let p = DeviceParams::from_table(src, &v, &[2, 2, 3], 3, 1.0).unwrap();
+        assert_eq!(p.at(1, 2), (9.0, 12.0));
+        assert_eq!(p.at(0, 1), (2.0, 5.0));
+        let msg = |v: &[f32], shape: &[usize]| {
+            DeviceParams::from_table(src, v, shape, 3, 1.0)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            msg(&[0.5, 0.5, 0.5, -2.0], &[2, 2]),
+            "p.npy: beta[set 1] = -2: finite and > 0"
+        );
+        assert_eq!(
+            msg(&[0.5; 6], &[2, 3]),
+            "p.npy: shape [2, 3]: expected [P, 2] or [P, 2, T]"
+        );
+        assert_eq!(
+            msg(&[0.5; 8], &[2, 2, 2]),
+            "p.npy: shape [2, 2, 2]: per-step T = 2 but the input has T = 3"
+        );
+    }
+
+    #[test]
+    fn sequence_shapes_are_rank_2_non_empty_and_finite_naming_the_element() {
+        let src = std::path::Path::new("x.npy");
+        assert_eq!(sequences_shape(src, &[0.0; 6], &[2, 3]).unwrap(), (2, 3));
+        let msg =
+            |x: &[f32], shape: &[usize]| sequences_shape(src, x, shape).unwrap_err().to_string();
+        assert_eq!(
+            msg(&[0.0; 6], &[6]),
+            "x.npy: shape [6]: expected [S, T] (rank 2)"
+        );
+        assert_eq!(
+            msg(&[], &[0, 6]),
+            "x.npy: shape [0, 6]: expected S >= 1 and T >= 1"
+        );
+        let mut x = [0.0f32; 6];
+        x[4] = f32::INFINITY;
+        assert_eq!(
+            msg(&x, &[2, 3]),
+            "x.npy: element [1, 1] is inf: expected finite values (normally in [0, 1])"
+        );
     }
 }

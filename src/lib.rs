@@ -48,6 +48,7 @@ pub mod pipeline;
 pub mod readout;
 pub mod report;
 pub mod rng;
+pub mod run_report;
 pub mod saved_model;
 pub mod study;
 pub mod text;

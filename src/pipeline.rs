@@ -18,8 +18,8 @@ use crate::data::Dataset;
 use crate::encode::{Encoded, Encoding, default_encoding, encode, expand_labels};
 use crate::engine::{Engine, RunOptions};
 use crate::readout::{
-    self, Activation, EpochReport, ReadoutKind, Rng, Standardizer, TrainConfig, Trained, Trainer,
-    stratified_split,
+    self, Activation, EpochReport, OptState, Optimizer, ReadoutKind, Rng, Standardizer,
+    TrainConfig, Trained, Trainer, stratified_split,
 };
 use crate::{Error, Result};
 use serde::Serialize;
@@ -505,6 +505,19 @@ pub fn evaluate_split(
     Ok(out)
 }
 
+/// The chain rule from the features to the device: `(dL/dalpha, dL/dbeta)`
+/// from `dx` = dL/dw (one per feature, the layout of `fe.w`) and the engine's
+/// sensitivities `fe.grad` (dw/dalpha, dw/dbeta per feature), summed in f64.
+pub(crate) fn device_gradient(dx: &[f32], fe: &Features) -> (f64, f64) {
+    let g = fe.grad.as_ref().expect("sensitivities requested");
+    let (mut ga, mut gb) = (0.0f64, 0.0f64);
+    for (i, &d) in dx.iter().enumerate() {
+        ga += d as f64 * g[2 * i] as f64;
+        gb += d as f64 * g[2 * i + 1] as f64;
+    }
+    (ga, gb)
+}
+
 /// Largest input magnitude the stability projection guards against.
 fn max_abs(x: &[f32]) -> f64 {
     x.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64))
@@ -567,9 +580,9 @@ pub fn learn_device(
     let mut trainer = Trainer::new(cfg, f, n_classes, std)?;
     let mut rng = Rng::new(cfg.seed ^ 0xD1CE);
     let mut order = fit.clone();
-    // Adam state for (alpha, beta).
-    let (b1, b2, eps) = (0.9, 0.999, 1e-8);
-    let (mut m, mut v, mut step) = ([0.0f64; 2], [0.0f64; 2], 0i32);
+    // The readout's Adam (as `--protocol paper` and the text network use it)
+    // on the pair (alpha, beta).
+    let mut dev_opt = OptState::new(2);
     let mut best: Option<(f64, Trainer, f64, f64)> = None;
     let mut since_best = 0usize;
     let start = Instant::now();
@@ -587,22 +600,10 @@ pub fn learn_device(
                 )));
             }
             let (loss, dx) = trainer.step(&fe.w, &side.y)?;
-            let g = fe.grad.as_ref().expect("sensitivities requested");
-            let (mut ga, mut gb) = (0.0f64, 0.0f64);
-            for (i, &d) in dx.iter().enumerate() {
-                ga += d as f64 * g[2 * i] as f64;
-                gb += d as f64 * g[2 * i + 1] as f64;
-            }
-            step += 1;
-            for (j, gj) in [ga, gb].into_iter().enumerate() {
-                m[j] = b1 * m[j] + (1.0 - b1) * gj;
-                v[j] = b2 * v[j] + (1.0 - b2) * gj * gj;
-            }
-            let mh = |j: usize| m[j] / (1.0 - b1.powi(step));
-            let vh = |j: usize| v[j] / (1.0 - b2.powi(step));
-            let na = alpha - dl.lr * mh(0) / (vh(0).sqrt() + eps);
-            let nb = beta - dl.lr * mh(1) / (vh(1).sqrt() + eps);
-            (alpha, beta) = project(na, nb);
+            let (ga, gb) = device_gradient(&dx, &fe);
+            let mut p = [alpha as f32, beta as f32];
+            dev_opt.apply(Optimizer::Adam, &mut p, &[ga as f32, gb as f32], dl.lr, 0.0);
+            (alpha, beta) = project(p[0] as f64, p[1] as f64);
             loss_sum += loss;
             batches += 1;
         }

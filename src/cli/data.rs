@@ -26,6 +26,8 @@ enum Action {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    a.common
+        .refuse_seed("not used: listing and checking datasets makes no random choice")?;
     let dir = data::data_dir(a.data_dir.as_deref());
     let check = matches!(a.action, Action::Check);
     let status = if check {

@@ -11,6 +11,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    a.common
+        .refuse_seed("not used: listing adapters makes no random choice")?;
     let adapters = list_adapters();
     let cpu = serde_json::json!({
         "model": memkin::engine::cpu::cpu_model(),

@@ -1,11 +1,9 @@
 //! `memkin mc`: device-variability Monte Carlo over a spec (see
 //! `memkin::study::montecarlo` for the model and `examples/mc/` for specs).
 
-use super::{BackendArg, print_json};
+use super::{BackendArg, Common, in_spec, print_json, study_engines};
 use memkin::data;
-use memkin::engine::gpu::GpuOdeEngine;
-use memkin::engine::{BackendChoice, Engine as _};
-use memkin::engine::{Precision, select};
+use memkin::engine::Engine as _;
 use memkin::report::output::{Outputs, check_output_dir};
 use memkin::report::progress::Progress;
 use memkin::study::montecarlo::{
@@ -13,8 +11,7 @@ use memkin::study::montecarlo::{
 };
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
 use memkin::study::runner::{
-    Manifest, ResultsTable, Study, StudyFiles, StudyKind, hash_inputs, merge_with, read_manifest,
-    run_study_with, spec_sha256, verify_inputs,
+    Manifest, ResultsTable, Study, StudyFiles, StudyKind, completed, merge_with, run_study_with,
 };
 use memkin::study::spec::{McSpec, read_spec_text};
 use std::path::PathBuf;
@@ -44,12 +41,10 @@ pub struct Args {
     /// Where the named datasets live (default: $MEMKIN_DATA).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Seed of every random choice (default: the spec's `seed`).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Print one JSON object (the summary) on stdout, nothing else there.
-    #[arg(long)]
-    json: bool,
+    // --json (the summary) and --seed (default: the spec's `seed`; given,
+    // it replaces it; refused with --merge).
+    #[command(flatten)]
+    common: Common,
 }
 
 fn show(summary: &serde_json::Value, json: bool) {
@@ -113,80 +108,37 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Ok(())
     };
     if !a.merge.is_empty() {
+        a.common
+            .refuse_seed("not used with --merge (each shard's manifest records its seed)")?;
         merge_with(&a.merge, &a.out, Some(&mut finish))?;
-        show(&summary, a.json);
+        show(&summary, a.common.json);
         return Ok(());
     }
     let spec_path = a.spec.clone().expect("clap requires SPEC without --merge");
     let text = read_spec_text(&spec_path)?;
     let mut spec = McSpec::from_text(&spec_path, &text)?;
-    if let Some(s) = a.seed {
+    if let Some(s) = a.common.seed {
         spec.seed = s;
     }
     let cli_shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let shard = resolve_shard(cli_shard, spec.shards)?;
     // The device model and its sigma names checked before any work.
-    let in_spec = |e: memkin::Error| -> memkin::Error {
-        match e {
-            memkin::Error::InvalidParameter {
-                field,
-                value,
-                expected,
-            } => {
-                let line = spec
-                    .line(&field)
-                    .or_else(|| field.rsplit_once('.').and_then(|(k, _)| spec.line(k)))
-                    .map(|l| format!("line {l}: "))
-                    .unwrap_or_default();
-                memkin::Error::Spec {
-                    path: spec_path.clone(),
-                    message: format!("{line}{field} = {value}: {expected}"),
-                }
-            }
-            other => other,
-        }
-    };
+    let in_spec = in_spec(&spec_path, |k| spec.line(k));
     let continuous = resolve_device(&spec).map_err(in_spec)?.is_some();
     let plan = Plan::monte_carlo(&spec);
     check_output_dir("--out", &a.out)?;
     let data_dir = data::data_dir(a.data_dir.as_deref());
     let inputs = memkin::study::inputs::mc_files(&spec, data_dir.as_deref());
-    // A finished study of this spec and shard: only the report is redone.
-    let done = read_manifest(&a.out)?.filter(|m| {
-        m.status == "complete"
-            && m.spec_sha256 == spec_sha256(&text)
-            && m.plan_sha256 == plan.digest()
-            && m.shard.as_ref().map(|s| (s.index, s.count)) == shard
-    });
-    if let Some(m) = done {
-        // Complete, and its files unchanged: only the report is redone.
-        verify_inputs(
-            &a.out.join("manifest.json"),
-            &m.inputs,
-            &hash_inputs(&inputs)?,
-        )?;
+    // A finished study of this spec and shard, its files unchanged: only the
+    // report is redone.
+    if completed(&a.out, &text, &plan, shard, &inputs)?.is_some() {
         let summary = write_report(&a.out)?;
-        show(&summary, a.json);
+        show(&summary, a.common.json);
         return Ok(());
     }
     {
         let ds = data::load(&spec.dataset, data_dir.as_deref())?;
-        // A continuous model runs on its own GPU driver; the map engine is then
-        // unused, so it stays on the CPU (one device per process).
-        let engine = select(
-            if continuous {
-                BackendChoice::Cpu
-            } else {
-                a.backend.backend
-            },
-            Precision::F32,
-        )?;
-        let ode_gpu = if continuous {
-            memkin::engine::select_gpu_context(a.backend.backend)?
-                .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c)))
-        } else {
-            None
-        };
+        let (engine, ode_gpu) = study_engines(a.backend.backend, continuous)?;
         let info = match (&ode_gpu, continuous) {
             (Some(g), _) => g.info(),
             (None, true) => memkin::engine::cpu::CpuEngine::fast().info(),
@@ -209,7 +161,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         setup.finish();
         let n = evaluator.nominal();
-        if !a.json {
+        if !a.common.json {
             let device = match spec
                 .model
                 .as_ref()
@@ -248,13 +200,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             finish: Some(&mut finish),
         };
         let outcome = run_study_with(&study, &mut evaluator, files)?;
-        if !a.json {
+        if !a.common.json {
             eprintln!(
                 "{} draws evaluated in {:.2} s ({} done before)",
                 outcome.evaluated, outcome.seconds, outcome.already_done
             );
         }
     }
-    show(&summary, a.json);
+    show(&summary, a.common.json);
     Ok(())
 }

@@ -13,7 +13,7 @@ mod sweep;
 mod text;
 
 use clap::{Args, Parser, Subcommand};
-use memkin::engine::BackendChoice;
+use memkin::engine::{BackendChoice, Precision};
 
 /// memkin: memristor drift-diffusion kinetics at GPU scale.
 #[derive(Debug, Parser)]
@@ -54,8 +54,9 @@ pub struct Common {
     #[arg(long)]
     pub json: bool,
     /// Seed of every random choice (default 0; printed in every report).
-    /// Studies take theirs from the spec's `seed` key, and commands that make
-    /// no random choice refuse it.
+    /// Studies take theirs from the spec's `seed` key (`mc --seed` replaces
+    /// it; `sweep` refuses it), and commands that make no random choice
+    /// refuse it.
     #[arg(long)]
     pub seed: Option<u64>,
 }
@@ -83,6 +84,53 @@ pub struct BackendArg {
     /// (a hardware GPU when there is one, else cpu).
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
+}
+
+/// The engines of a study (`sweep`, `mc`): the DDK map's and, for a
+/// continuous-time model, its GPU driver. A continuous model runs on its own
+/// GPU driver (`None`: on the CPU); the map engine is then unused, so it stays
+/// on the CPU (one device per process).
+pub fn study_engines(
+    backend: BackendChoice,
+    continuous: bool,
+) -> memkin::Result<(
+    Box<dyn memkin::engine::Engine>,
+    Option<memkin::engine::gpu::GpuOdeEngine>,
+)> {
+    if !continuous {
+        return Ok((memkin::engine::select(backend, Precision::F32)?, None));
+    }
+    let engine = memkin::engine::select(BackendChoice::Cpu, Precision::F32)?;
+    let ode_gpu = memkin::engine::select_gpu_context(backend)?
+        .map(|c| memkin::engine::gpu::GpuOdeEngine::new(std::sync::Arc::new(c)));
+    Ok((engine, ode_gpu))
+}
+
+/// A library error about a value from a spec (`InvalidParameter`) as the
+/// spec's own error: the file, the key's line when `line` knows it (the key,
+/// or its table for `table.name`), the value and its range. Other errors
+/// pass through.
+pub fn in_spec(
+    path: &std::path::Path,
+    line: impl Fn(&str) -> Option<usize> + Copy,
+) -> impl Fn(memkin::Error) -> memkin::Error + Copy {
+    move |e| match e {
+        memkin::Error::InvalidParameter {
+            field,
+            value,
+            expected,
+        } => {
+            let line = line(&field)
+                .or_else(|| field.rsplit_once('.').and_then(|(k, _)| line(k)))
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            memkin::Error::Spec {
+                path: path.to_path_buf(),
+                message: format!("{line}{field} = {value}: {expected}"),
+            }
+        }
+        other => other,
+    }
 }
 
 /// The dataset flags of the commands that load one (`run`, `cost`).

@@ -4,17 +4,16 @@ use super::{BackendArg, Common, DatasetArg, print_json};
 use anyhow::Context;
 use memkin::Error;
 use memkin::cost::card::{Card, DEFAULT_PRESET};
-use memkin::cost::{ACTIVITY_SAMPLES, compare};
-use memkin::encode::Encoding;
 use memkin::engine::{Precision, select};
 use memkin::pipeline::tune::{TuneGrid, tune_split};
-use memkin::pipeline::{
-    DeviceLearning, Protocol, Spread, evaluate_split, feature_examples, split_for_repeat,
-};
+use memkin::pipeline::{DeviceLearning, Protocol, evaluate_split, split_for_repeat};
 use memkin::readout::{Activation, ReadoutKind};
 use memkin::report::npy::Outputs;
-use memkin::report::plot::{FeatureExample, Image, feature_maps_png};
 use memkin::report::progress::Progress;
+use memkin::run_report::{
+    CostBlock, RUN_FILES, RunReport, TUNE_SELECTION, TuneBlock, readout_name, stage_feature_maps,
+    tune_lines,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -330,13 +329,6 @@ fn resolve(a: &Args, name: &str, shape: &[usize]) -> Result<Protocol, Error> {
     Ok(p)
 }
 
-/// The protocol's readout with its layer sizes, e.g. `mlp 784-48-10`.
-/// The protocol's readout with its layer sizes, e.g. `mlp 784-48-10`.
-fn readout_name(p: &Protocol, ds: &memkin::data::Dataset) -> String {
-    let features = ds.sample_len() / p.encoding.samples_per_input(&ds.sample_shape).max(1);
-    p.readout.name(features, ds.n_classes)
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
     if a.text || a.data.dataset.eq_ignore_ascii_case("agnews") {
         return run_text(a);
@@ -353,11 +345,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         out.input(g);
     }
     if let Some(d) = &a.out {
-        out.plan_in_dir(
-            "--out",
-            d,
-            &["report.json", "confusion.csv", "feature_maps.png"],
-        )?;
+        out.plan_in_dir("--out", d, &RUN_FILES)?;
     }
     if let Some(m) = &a.save_model {
         out.plan(m)?;
@@ -433,121 +421,36 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         outcomes.push(o);
     }
     progress.finish();
-    let test = Spread::of(outcomes.iter().map(|o| o.test_accuracy).collect());
-    let train = Spread::of(outcomes.iter().map(|o| o.train_accuracy).collect());
-    let first = &outcomes[0];
-    // What the chip would spend, at the device parameters the run ended with
-    // (the first split's), measured on the test inputs' trajectories.
-    let cost = compare(
-        engine.as_ref(),
-        &ds,
-        &Protocol {
-            alpha: first.alpha,
-            beta: first.beta,
-            ..proto.clone()
-        },
-        &card,
-        ACTIVITY_SAMPLES,
-    )?;
-    let ran = &cost.networks[if proto.device { 0 } else { 1 }];
-    let cost_line = format!(
-        "{:.3e} J, {:.3e} s, {:.4} mm2 per inference on {}",
-        ran.energy_j,
-        ran.latency_s,
-        ran.area_mm2(),
-        card.name
-    );
-    let encoding = match proto.encoding {
-        Encoding::Rows => "rows",
-        Encoding::Sequence => "sequence",
-        Encoding::VoxelSlices => "voxel-slices",
-        Encoding::Channels => "channels",
-    };
-    let report = serde_json::json!({
-        "dataset": ds.name,
-        "n_train": first.n_train,
-        "n_test": first.n_test,
-        "n_classes": ds.n_classes,
-        "encoding": encoding,
-        "readout": readout_name(&proto, &ds),
-        "device": proto.device,
-        "learn_device": proto.learn_device.is_some(),
-        "alpha": first.alpha,
-        "beta": first.beta,
-        "alphas": outcomes.iter().map(|o| o.alpha).collect::<Vec<_>>(),
-        "betas": outcomes.iter().map(|o| o.beta).collect::<Vec<_>>(),
-        "w0": proto.w0,
-        "per_step": proto.per_step,
-        "vote": proto.vote,
-        "repeats": proto.repeats,
-        "train_accuracy": train.mean,
-        "test_accuracy": test.mean,
-        "test_accuracy_std": test.std,
-        "test_accuracies": test.values,
-        "parameters": first.parameters,
-        "operations": first.operations,
-        "seconds": start.elapsed().as_secs_f64(),
-        "backend": info.backend,
-        "adapter": info.adapter,
-        "adapter_type": info.adapter_type,
-        "seed": a.common.seed(),
-        "readout_config": proto.readout,
-        "cost": {
-            "card": card.name,
-            "network": ran.name,
-            "energy_j": ran.energy_j,
-            "latency_s": ran.latency_s,
-            "area_mm2": ran.area_mm2(),
-            "comparison": cost,
-        },
-        "tune": grid.as_ref().map(|g| serde_json::json!({
-            "grid": g,
-            "selection": "nested: chosen on a validation side carved from each training split; the test split scored once",
-            "chosen": choices,
-        })),
+    let cost = CostBlock::measure(engine.as_ref(), &ds, &proto, &outcomes[0], &card)?;
+    let tune = grid.map(|grid| TuneBlock {
+        grid,
+        selection: TUNE_SELECTION,
+        chosen: choices,
     });
+    let report = RunReport::new(
+        &ds,
+        &proto,
+        &outcomes,
+        tune,
+        cost,
+        &info,
+        a.common.seed(),
+        start.elapsed().as_secs_f64(),
+    )?;
+    let first = &outcomes[0];
     if let Some(d) = &a.out {
-        out.text(
-            &d.join("report.json"),
-            &serde_json::to_string_pretty(&report)?,
-        )?;
-        let csv = memkin::readout::confusion_csv(&first.confusion, &ds.class_names);
-        out.text(&d.join("confusion.csv"), &csv)?;
+        report.stage(d, &mut out)?;
         if proto.device {
-            let per_class = if ds.n_classes <= 4 { 3 } else { 1 };
-            let fx = feature_examples(
+            let png = d.join(RUN_FILES[2]);
+            stage_feature_maps(
                 engine.as_ref(),
                 &ds,
                 &proto,
                 first.alpha,
                 first.beta,
-                per_class,
+                &png,
+                &mut out,
             )?;
-            let image = |data: &[f32]| Image {
-                rows: fx.rows,
-                cols: fx.cols,
-                data: data.to_vec(),
-            };
-            let ex: Vec<FeatureExample> = fx
-                .samples
-                .iter()
-                .map(|(c, input, features)| FeatureExample {
-                    label: ds
-                        .class_names
-                        .get(*c as usize)
-                        .cloned()
-                        .unwrap_or_else(|| c.to_string()),
-                    input: image(input),
-                    features: image(features),
-                })
-                .collect();
-            let title = format!(
-                "{}: inputs and DDK feature maps (alpha {:.3}, beta {:.3})",
-                ds.name, first.alpha, first.beta
-            );
-            out.with_path(&d.join("feature_maps.png"), |tmp| {
-                feature_maps_png(tmp, &ex, if per_class == 3 { 3 } else { 5 }, &title)
-            })?;
         }
     }
     if let Some(m) = &a.save_model {
@@ -564,40 +467,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     out.commit()?;
     if a.common.json {
-        print_json(&report);
+        print_json(&report.to_json()?);
     } else {
-        for (r, c) in choices.iter().enumerate() {
-            eprintln!(
-                "--tune, split {}: alpha {}, beta {}{} chosen on validation (accuracy {:.4}, {} candidates, {} diverged pairs skipped)",
-                r + 1,
-                c.alpha,
-                c.beta,
-                c.ridge_lambda
-                    .map(|l| format!(", lambda {l}"))
-                    .unwrap_or_default(),
-                c.val_accuracy,
-                c.candidates,
-                c.diverged
-            );
+        let chosen = report.tune.as_ref().map(|t| &t.chosen[..]).unwrap_or(&[]);
+        for line in tune_lines(chosen) {
+            eprintln!("{line}");
         }
-        eprintln!(
-            "{}: {} on {} train / {} test, alpha {:.4}, beta {:.4}: test accuracy {:.4} +- {:.4} over {} split(s) (train {:.4}); {} parameters, {} operations; {cost_line}; {:.1} s on {} ({})",
-            ds.name,
-            readout_name(&proto, &ds),
-            first.n_train,
-            first.n_test,
-            first.alpha,
-            first.beta,
-            test.mean,
-            test.std,
-            proto.repeats,
-            train.mean,
-            first.parameters,
-            first.operations,
-            start.elapsed().as_secs_f64(),
-            info.adapter,
-            info.backend
-        );
+        eprintln!("{}", report.summary_line());
     }
     Ok(())
 }

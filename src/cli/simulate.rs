@@ -6,7 +6,7 @@ use super::{BackendArg, Common, print_json};
 use anyhow::Context;
 use memkin::Error;
 use memkin::batch::{Batch, DeviceParams};
-use memkin::data::npy::read_npy_f32 as read_f32;
+use memkin::data::npy::{read_device_params, read_npy_f32 as read_f32, read_sequences};
 use memkin::engine::gpu::GpuOdeEngine;
 use memkin::engine::ode::OdeSpec;
 use memkin::engine::vjp::{VjpOptions, select_with_vjp};
@@ -105,95 +105,19 @@ struct Config {
 }
 
 fn resolve(a: &Args) -> Result<Config, Error> {
-    let (x, shape) = read_f32(&a.input)?;
-    if shape.len() != 2 {
-        return Err(Error::bad_file(
-            &a.input,
-            format!("shape {shape:?}: expected [S, T] (rank 2)"),
-        ));
-    }
-    let (seqs, steps) = (shape[0], shape[1]);
-    if seqs == 0 || steps == 0 {
-        return Err(Error::bad_file(
-            &a.input,
-            format!("shape {shape:?}: expected S >= 1 and T >= 1"),
-        ));
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::bad_file(
-            &a.input,
-            format!(
-                "element [{}, {}] is {}: expected finite values (normally in [0, 1])",
-                i / steps,
-                i % steps,
-                x[i]
-            ),
-        ));
-    }
+    let (x, seqs, steps) = read_sequences(&a.input)?;
+    // Checked here, before a parameter file whose errors would name the file.
     let w0 = a.w0.unwrap_or(1.0);
     if !(w0.is_finite() && w0 > 0.0) {
         return Err(Error::invalid("--w0", w0, "finite and > 0"));
     }
-    if a.chunk == Some(0) {
-        return Err(Error::invalid("--chunk", 0, "at least 1"));
-    }
     let (params, keep) = match (&a.params, a.alpha, a.beta) {
-        (Some(p), _, _) => {
-            let (v, shape) = read_f32(p)?;
-            let named = |e: Error| match e {
-                Error::InvalidParameter {
-                    field,
-                    value,
-                    expected,
-                } => Error::bad_file(p, format!("{field} = {value}: {expected}")),
-                other => other,
-            };
-            match shape.as_slice() {
-                [n, 2] => {
-                    let pairs: Vec<(f64, f64)> = (0..*n)
-                        .map(|i| (v[2 * i] as f64, v[2 * i + 1] as f64))
-                        .collect();
-                    (DeviceParams::scalar(&pairs, w0).map_err(named)?, true)
-                }
-                [n, 2, t] => {
-                    if *t != steps {
-                        return Err(Error::bad_file(
-                            p,
-                            format!(
-                                "shape {shape:?}: per-step T = {t} but the input has T = {steps}"
-                            ),
-                        ));
-                    }
-                    let mut al = Vec::with_capacity(n * t);
-                    let mut be = Vec::with_capacity(n * t);
-                    for i in 0..*n {
-                        al.extend(v[i * 2 * t..i * 2 * t + t].iter().map(|&z| z as f64));
-                        be.extend(v[i * 2 * t + t..(i + 1) * 2 * t].iter().map(|&z| z as f64));
-                    }
-                    (
-                        DeviceParams::per_step(*n, *t, al, be, w0).map_err(named)?,
-                        true,
-                    )
-                }
-                _ => {
-                    return Err(Error::bad_file(
-                        p,
-                        format!("shape {shape:?}: expected [P, 2] or [P, 2, T]"),
-                    ));
-                }
-            }
-        }
+        (Some(p), _, _) => (read_device_params(p, steps, w0)?, true),
         (None, Some(al), Some(be)) => {
-            let named = |field: &str, v: f64| {
-                if v.is_finite() && v > 0.0 {
-                    Ok(())
-                } else {
-                    Err(Error::invalid(field, v, "finite and > 0"))
-                }
-            };
-            named("--alpha", al)?;
-            named("--beta", be)?;
-            (DeviceParams::scalar(&[(al, be)], w0)?, false)
+            let params = DeviceParams::scalar(&[(al, be)], w0).map_err(|e| {
+                as_flags(e, &[("alpha[set 0]", "--alpha"), ("beta[set 0]", "--beta")])
+            })?;
+            (params, false)
         }
         _ => {
             return Err(Error::invalid(
@@ -210,6 +134,26 @@ fn resolve(a: &Args) -> Result<Config, Error> {
         params,
         keep_sets_axis: keep,
     })
+}
+
+/// The library's error about `field` renamed as the flag that gave it
+/// (`pulse.tau` -> `--pulse-width`); other errors pass through.
+fn as_flags(e: Error, names: &[(&str, &str)]) -> Error {
+    match e {
+        Error::InvalidParameter {
+            field,
+            value,
+            expected,
+        } => match names.iter().find(|(f, _)| *f == field) {
+            Some((_, flag)) => Error::invalid(*flag, value, expected),
+            None => Error::InvalidParameter {
+                field,
+                value,
+                expected,
+            },
+        },
+        other => other,
+    }
 }
 
 /// The command's output transaction, before any work: inputs declared, every
@@ -296,7 +240,13 @@ fn read_cotangents(path: &std::path::Path, cfg: &Config) -> Result<Vec<f32>, Err
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    a.common.refuse_seed(
+        "not used: simulate makes no random choice (the seed in its --json is always 0)",
+    )?;
     let out = plan_outputs(&a)?;
+    if a.chunk == Some(0) {
+        return Err(Error::invalid("--chunk", 0, "at least 1").into());
+    }
     if let Some(model) = a.model.ode() {
         if a.vjp.is_some() {
             return Err(Error::invalid(
@@ -594,9 +544,6 @@ fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usiz
             "only with --model ddk (sensitivities of the discrete map)",
         ));
     }
-    if a.chunk == Some(0) {
-        return Err(Error::invalid("--chunk", 0, "at least 1"));
-    }
     let mut params = a.ode.params(model)?;
     if model == Model::DdkOde {
         for (j, v, flag) in [(0, a.alpha, "--alpha"), (1, a.beta, "--beta")] {
@@ -620,30 +567,16 @@ fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usiz
         tau: a.pulse_width.unwrap_or(1.0),
         rest: a.rest.unwrap_or(0.0),
     };
-    for (flag, v, ok, range) in [
-        (
-            "--v-scale",
-            pulse.v_scale,
-            pulse.v_scale.is_finite(),
-            "finite",
-        ),
-        (
-            "--pulse-width",
-            pulse.tau,
-            pulse.tau.is_finite() && pulse.tau > 0.0,
-            "finite, > 0",
-        ),
-        (
-            "--rest",
-            pulse.rest,
-            pulse.rest.is_finite() && pulse.rest >= 0.0,
-            "finite, >= 0",
-        ),
-    ] {
-        if !ok {
-            return Err(Error::invalid(flag, v, range));
-        }
-    }
+    pulse.check().map_err(|e| {
+        as_flags(
+            e,
+            &[
+                ("pulse.v_scale", "--v-scale"),
+                ("pulse.tau", "--pulse-width"),
+                ("pulse.rest", "--rest"),
+            ],
+        )
+    })?;
     if integrator == Integrator::Exact
         && !model.has_exact()
         && a.backend.backend == BackendChoice::Gpu
@@ -673,25 +606,8 @@ fn resolve_ode(a: &Args, model: Model) -> Result<(OdeSpec, Vec<f32>, usize, usiz
         w0: vec![w0],
     };
     spec.check()?;
-    let (x, shape) = read_f32(&a.input)?;
-    if shape.len() != 2 || shape[0] == 0 || shape[1] == 0 {
-        return Err(Error::bad_file(
-            &a.input,
-            format!("shape {shape:?}: expected [S, T] with S >= 1 and T >= 1"),
-        ));
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::bad_file(
-            &a.input,
-            format!(
-                "element [{}, {}] is {}: expected finite values (normally in [0, 1])",
-                i / shape[1],
-                i % shape[1],
-                x[i]
-            ),
-        ));
-    }
-    Ok((spec, x, shape[0], shape[1]))
+    let (x, seqs, steps) = read_sequences(&a.input)?;
+    Ok((spec, x, seqs, steps))
 }
 
 /// `memkin simulate --model ddk-ode|diffusive|linear-drift`.

@@ -1,6 +1,6 @@
 //! `memkin sweep` and `memkin merge`: parameter sweeps, resumable and shardable.
 
-use super::{BackendArg, Common, print_json};
+use super::{BackendArg, Common, in_spec, print_json, study_engines};
 use memkin::cost::card::{Card, PRESETS};
 use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
@@ -10,14 +10,14 @@ use memkin::engine::{Precision, select};
 use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
 use memkin::readout::TrainConfig;
 use memkin::report::output::{Outputs, check_output_dir};
-use memkin::report::plot::{Heatmap, heatmap_png, pareto_png, sample_curve};
 use memkin::study::kinetics::Kinetics;
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
 use memkin::study::runner::{
     Manifest, ResultsTable, Study, StudyFiles, StudyKind, merge_with, run_study_with,
 };
-use memkin::study::spec::{self, HeatmapMetric, SweepSpec};
-use memkin::study::sweep::{Selected, SweepEvaluator, pareto_from_table, select_from_table};
+use memkin::study::spec::{self, SweepSpec};
+use memkin::study::sweep::SweepEvaluator;
+use memkin::study::sweep_outputs::{describe_selected, stage_finish, stage_merged};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `memkin sweep`.
@@ -81,19 +81,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // Everything that can be wrong with the spec fails here, before any work.
     let spec = SweepSpec::from_path(&a.spec)?;
     let spec_text = spec::read_spec_text(&a.spec)?;
-    let in_spec = |e: memkin::Error| -> memkin::Error {
-        match e {
-            memkin::Error::InvalidParameter {
-                field,
-                value,
-                expected,
-            } => memkin::Error::Spec {
-                path: a.spec.clone(),
-                message: format!("{field} = {value}: {expected}"),
-            },
-            other => other,
-        }
-    };
+    let in_spec = in_spec(&a.spec, |k| spec.line(k));
     let continuous = spec
         .model
         .as_ref()
@@ -259,161 +247,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "selected on validation: point 37 (alpha = 0.5, beta = 1.2): val accuracy ..., test accuracy ...".
-fn describe_selected(plan: &Plan, s: &Selected) -> String {
-    let p = plan.point(s.index);
-    let params: Vec<String> = p.params.iter().map(|(n, v)| format!("{n} = {v}")).collect();
-    format!(
-        "selected on validation: point {} ({}): val accuracy {:.4}, test accuracy {:.4}",
-        s.index,
-        params.join(", "),
-        s.val_accuracy,
-        s.test_accuracy
-    )
-}
-
-/// Once every row of a sweep is in: the point selected on validation accuracy
-/// (recorded in the manifest as `selected`) and the heatmap, staged in the
-/// transaction of the complete manifest.
-fn stage_finish(
-    dir: &Path,
-    plan: &Plan,
-    table: &ResultsTable,
-    metric: HeatmapMetric,
-    m: &mut Manifest,
-    out: &mut Outputs,
-) -> memkin::Result<(Option<PathBuf>, Option<Selected>)> {
-    let selected = select_from_table(table);
-    m.extra.insert(
-        "selected".into(),
-        serde_json::to_value(selected).map_err(|e| memkin::Error::Internal(e.to_string()))?,
-    );
-    let heatmap = stage_heatmap(dir, plan, table, metric, selected.as_ref(), out)?;
-    stage_pareto(dir, table, m, out)?;
-    Ok((heatmap, selected))
-}
-
-/// With cost columns: the accuracy-energy Pareto front in the manifest
-/// (`pareto`), DIR/pareto.csv and DIR/pareto.png (validation accuracy against
-/// energy per inference, every point and the front).
-fn stage_pareto(
-    dir: &Path,
-    table: &ResultsTable,
-    m: &mut Manifest,
-    out: &mut Outputs,
-) -> memkin::Result<()> {
-    let Some(front) = pareto_from_table(table) else {
-        return Ok(());
-    };
-    m.extra.insert(
-        "pareto".into(),
-        serde_json::to_value(&front).map_err(|e| memkin::Error::Internal(e.to_string()))?,
-    );
-    let mut csv = String::from("index,energy_j,val_accuracy,test_accuracy\n");
-    for p in &front {
-        csv.push_str(&format!(
-            "{},{:e},{},{}\n",
-            p.index, p.energy_j, p.val_accuracy, p.test_accuracy
-        ));
-    }
-    let (Some(e), Some(v)) = (table.column("energy_j"), table.column("val_accuracy")) else {
-        return Ok(());
-    };
-    let pts: Vec<(f64, f64)> = e.into_iter().zip(v).collect();
-    let line: Vec<(f64, f64)> = front.iter().map(|p| (p.energy_j, p.val_accuracy)).collect();
-    let finite: Vec<f64> = pts
-        .iter()
-        .map(|p| p.0)
-        .filter(|e| *e > 0.0 && e.is_finite())
-        .collect();
-    let (lo, hi) = finite
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
-    out.text(&dir.join("pareto.csv"), &csv)?;
-    out.with_path(&dir.join("pareto.png"), |tmp| {
-        pareto_png(
-            tmp,
-            &pts,
-            &line,
-            hi > 10.0 * lo,
-            "validation accuracy against energy per inference (diverged points left out)",
-            "energy per inference (J)",
-            "validation accuracy",
-        )
-    })?;
-    Ok(())
-}
-
-/// Draws DIR/heatmap.png when the plan is a 2-D grid over alpha and beta (or
-/// any two parameters): validation accuracy (or test on request), with beta =
-/// 2 sqrt(alpha) drawn and the selected point marked.
-fn stage_heatmap(
-    dir: &Path,
-    plan: &Plan,
-    table: &ResultsTable,
-    metric: HeatmapMetric,
-    selected: Option<&Selected>,
-    out: &mut Outputs,
-) -> memkin::Result<Option<PathBuf>> {
-    let grid = plan.grid();
-    if grid.len() != 2 || plan.param_names().len() != 2 {
-        return Ok(None);
-    }
-    let (xn, xs) = (&grid[0].0, &grid[0].1);
-    let (yn, ys) = (&grid[1].0, &grid[1].1);
-    let log = |v: &[f64]| {
-        v.len() > 2
-            && v.iter().all(|&x| x > 0.0)
-            && ((v[2] / v[1]) - (v[1] / v[0])).abs() < 1e-9 * (v[1] / v[0])
-    };
-    let (column, label) = match metric {
-        HeatmapMetric::Val => ("val_accuracy", "validation accuracy"),
-        HeatmapMetric::Test => ("test_accuracy", "test accuracy"),
-    };
-    let Some(z) = table.grid_matrix(xn, xs, yn, ys, column) else {
-        return Ok(None);
-    };
-    let marker = selected.and_then(|s| {
-        let p = plan.point(s.index);
-        Some((p.get(xn)?, p.get(yn)?))
-    });
-    let (log_x, log_y) = (log(xs), log(ys));
-    let overlay = (xn == "alpha" && yn == "beta").then(|| {
-        let (x0, x1) = (
-            xs.iter().cloned().fold(f64::INFINITY, f64::min),
-            xs.iter().cloned().fold(0.0, f64::max),
-        );
-        (
-            "beta = 2 sqrt(alpha)",
-            sample_curve(|a| 2.0 * a.sqrt(), x0, x1, 200, log_x),
-        )
-    });
-    let path = dir.join("heatmap.png");
-    let title = format!("{label} over ({xn}, {yn}); gray: diverged");
-    let marker_label = selected.map(|s| {
-        format!(
-            "selected on validation: val {:.3}, test {:.3}",
-            s.val_accuracy, s.test_accuracy
-        )
-    });
-    let heatmap = Heatmap {
-        x: xs,
-        y: ys,
-        z: &z,
-        x_label: xn,
-        y_label: yn,
-        z_label: label,
-        log_x,
-        log_y,
-        overlay,
-        marker: marker.zip(marker_label.as_deref()),
-        title: &title,
-    };
-    out.with_path(&path, |tmp| heatmap_png(tmp, &heatmap))?;
-    Ok(Some(path))
-}
-
 pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
+    a.common
+        .refuse_seed("not used: each shard's manifest records its study's seed")?;
     // The merged study's final outputs, committed with its CSV and manifest:
     // a sweep's selection and heatmap (its plan rebuilt from the recorded
     // spec), a Monte Carlo study's summary and histograms.
@@ -421,16 +257,7 @@ pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
     let mut finish = |t: &ResultsTable, m: &mut Manifest, out: &mut Outputs| {
         match m.kind {
             StudyKind::Sweep => {
-                let path = a.out.join("manifest.json");
-                let plan = m.plan(&path)?;
-                let name = if m.spec.trim_start().starts_with('{') {
-                    "spec.json"
-                } else {
-                    "spec.toml"
-                };
-                let spec = SweepSpec::from_text(&a.out.join(name), &m.spec)?;
-                let metric = spec.heatmap.unwrap_or_default();
-                (heatmap, selected) = stage_finish(&a.out, &plan, t, metric, m, out)?;
+                (heatmap, selected) = stage_merged(&a.out, t, m, out)?;
             }
             StudyKind::MonteCarlo => {
                 memkin::study::montecarlo::stage_report(&a.out, m, t, out)?;

@@ -419,12 +419,7 @@ pub fn one_hot_columns(a: &MatArray, path: &Path) -> Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/data")
-            .join(name)
-    }
+    use crate::data::fixture;
 
     /// The values scipy.io.savemat wrote (see tests/fixtures/data/make_fixtures.py).
     fn check_fixture(f: &MatFile) {

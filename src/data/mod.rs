@@ -312,6 +312,14 @@ pub(crate) fn check_labels(labels: &[u32], n_classes: usize, path: &Path) -> Res
     }
 }
 
+/// A file of tests/fixtures/data (the loaders' unit tests).
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data")
+        .join(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

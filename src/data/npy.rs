@@ -50,6 +50,25 @@ pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, Vec<usize>)> {
     }
 }
 
+/// Input sequences from a `.npy` of shape `[S, T]` (float32 or float64):
+/// the values and `(S, T)`, checked by [`crate::batch::sequences_shape`].
+pub fn read_sequences(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
+    let (x, shape) = read_npy_f32(path)?;
+    let (s, t) = crate::batch::sequences_shape(path, &x, &shape)?;
+    Ok((x, s, t))
+}
+
+/// Parameter sets from a `.npy` of shape `[P, 2]` or `[P, 2, T]` (see
+/// [`crate::batch::DeviceParams::from_table`]), for inputs of `steps` steps.
+pub fn read_device_params(
+    path: &Path,
+    steps: usize,
+    w0: f64,
+) -> Result<crate::batch::DeviceParams> {
+    let (v, shape) = read_npy_f32(path)?;
+    crate::batch::DeviceParams::from_table(path, &v, &shape, steps, w0)
+}
+
 /// Reads a `.npy` file (or gzip-compressed `.npy.gz`), streaming: the data is
 /// converted while it is decompressed, so a large f64 file never sits in
 /// memory twice.
@@ -471,13 +490,7 @@ pub(crate) fn npz_dataset_from_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/data")
-            .join(name)
-    }
+    use crate::data::fixture;
 
     #[test]
     fn npy_reads_fortran_order_big_endian_and_ints() {

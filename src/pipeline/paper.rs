@@ -619,12 +619,7 @@ fn run_trial(
                 recipe.weight_decay,
             );
             if let Some(fe) = &fe {
-                let g = fe.grad.as_ref().expect("sensitivities requested");
-                let (mut ga, mut gb) = (0.0f64, 0.0f64);
-                for (i, &d) in ws.dx.iter().enumerate() {
-                    ga += d as f64 * g[2 * i] as f64;
-                    gb += d as f64 * g[2 * i + 1] as f64;
-                }
+                let (ga, gb) = super::device_gradient(&ws.dx, fe);
                 let mut p = [alpha as f32, beta as f32];
                 dev_opt.apply_decayed(
                     recipe.optimizer,

@@ -10,6 +10,8 @@
 //!   draws, conductance-mapped readouts, [`montecarlo::McEvaluator`], summaries.
 //! - [`inputs`]: the files a study depends on (dataset files, a saved
 //!   model), whose sha256 the manifest records.
+//! - [`sweep`], [`sweep_outputs`]: the sweep's evaluator and selection, and
+//!   its final outputs (selected point, heatmap, Pareto front).
 //! - [`runner`]: evaluator-agnostic execution: [`runner::run_study`] appends
 //!   one durable CSV row per finished point, resumes after any kill, and
 //!   [`runner::merge`] joins shard directories into one, checking they come
@@ -53,3 +55,4 @@ pub mod reduce;
 pub mod runner;
 pub mod spec;
 pub mod sweep;
+pub mod sweep_outputs;

@@ -38,6 +38,52 @@ pub fn gpu_context() -> Arc<GpuContext> {
     }
 }
 
+/// A sweep study of `spec_text` in `dir` (the runner tests' toy studies):
+/// no progress bar, `extra` as the manifest's extra keys.
+pub fn sweep_study<'a>(
+    dir: &'a std::path::Path,
+    spec_text: &'a str,
+    plan: &'a memkin::study::plan::Plan,
+    shard: Option<(usize, usize)>,
+    resume: bool,
+    extra: serde_json::Value,
+) -> memkin::study::runner::Study<'a> {
+    memkin::study::runner::Study {
+        dir,
+        kind: memkin::study::runner::StudyKind::Sweep,
+        spec_text,
+        plan,
+        shard,
+        resume,
+        progress: false,
+        manifest_extra: extra,
+    }
+}
+
+/// Checks that the WGSL struct `name` of `wgsl` (a shader's full source) has
+/// the size (span and layout) of its Rust `#[repr(C)]` twin, `rust_size`
+/// bytes, and exactly the members `fields`, in order.
+pub fn assert_uniform_layout(wgsl: &str, name: &str, rust_size: usize, fields: &[&str]) {
+    let module = naga::front::wgsl::parse_str(wgsl).unwrap();
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let (handle, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no struct {name} in the shader"));
+    let naga::TypeInner::Struct { members, span } = &ty.inner else {
+        panic!("{name} is not a struct")
+    };
+    assert_eq!(*span as usize, rust_size, "{name}: WGSL span vs Rust size");
+    assert_eq!(
+        layouter[handle].size as usize, rust_size,
+        "{name}: layout size"
+    );
+    let names: Vec<&str> = members.iter().filter_map(|m| m.name.as_deref()).collect();
+    assert_eq!(names, fields, "{name}: members");
+}
+
 /// A GPU engine on the shared context (see [`gpu_context`]).
 pub fn gpu_engine() -> GpuEngine {
     GpuEngine::new(gpu_context()).expect("DDK pipeline compiles")

@@ -322,23 +322,6 @@ fn every_shader_validates_with_naga_and_matches_rust_workgroup_size() {
 
 #[test]
 fn ddk_uniform_layout_matches_wgsl() {
-    let code = shaders::DDK.full_source();
-    let module = naga::front::wgsl::parse_str(&code).unwrap();
-    let mut layouter = naga::proc::Layouter::default();
-    layouter.update(module.to_ctx()).unwrap();
-    let (handle, ty) = module
-        .types
-        .iter()
-        .find(|(_, t)| t.name.as_deref() == Some("DdkUniform"))
-        .unwrap();
-    let naga::TypeInner::Struct { members, span } = &ty.inner else {
-        panic!("not a struct")
-    };
-    assert_eq!(*span as usize, std::mem::size_of::<DdkUniform>());
-    assert_eq!(
-        layouter[handle].size as usize,
-        std::mem::size_of::<DdkUniform>()
-    );
     let rust = [
         "n_traj",
         "seqs",
@@ -353,10 +336,12 @@ fn ddk_uniform_layout_matches_wgsl() {
         "key1",
         "set_offset",
     ];
-    for (m, name) in members.iter().zip(rust) {
-        assert_eq!(m.name.as_deref(), Some(name));
-    }
-    assert_eq!(members.len(), rust.len());
+    crate::common::assert_uniform_layout(
+        &shaders::DDK.full_source(),
+        "DdkUniform",
+        std::mem::size_of::<DdkUniform>(),
+        &rust,
+    );
 }
 
 #[test]
@@ -470,4 +455,23 @@ fn cycle_noise_on_gpu_matches_cpu_reference_with_tiny_chunks() {
     let gpu = gpu_engine();
     noisy_runs_agree(&gpu, None);
     noisy_runs_agree(&gpu, Some(37));
+}
+
+/// The parity harness refuses a backend that returns fewer values than the
+/// shape implies, naming the array (it never compares a prefix).
+#[test]
+#[should_panic(expected = "short: status length for shape [1, 2, 3]")]
+fn parity_harness_fails_when_a_backend_returns_too_few_statuses() {
+    let mut f = Features::default();
+    f.prepare_shape(1, 2, 3, false);
+    let want = Reference::of(&f);
+    f.status.pop();
+    assert_parity(
+        "short",
+        &f,
+        &want.expected(),
+        Tolerance::F32_VS_F64,
+        Tolerance::SENS_F32_VS_F64,
+        |p, s, k| format!("[{p}, {s}, {k}]"),
+    );
 }

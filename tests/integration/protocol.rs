@@ -149,3 +149,85 @@ fn str_out(args: &[&str], out: &std::path::Path) -> (Option<i32>, String) {
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     (o.status.code(), err)
 }
+
+/// report.json of `memkin run` is a contract (python/ and these tests read
+/// it): the keys main's hand-written object had, in sorted order, the same
+/// object as `--json` prints (but for the wall time), and confusion.csv the
+/// test split's confusion matrix.
+#[test]
+fn run_report_json_keeps_its_keys_and_equals_the_json_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let o = memkin(&["--json", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let text = std::fs::read_to_string(out.join("report.json")).unwrap();
+    let mut on_disk: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys_of =
+        |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(
+        keys_of(&on_disk),
+        [
+            "adapter",
+            "adapter_type",
+            "alpha",
+            "alphas",
+            "backend",
+            "beta",
+            "betas",
+            "cost",
+            "dataset",
+            "device",
+            "encoding",
+            "learn_device",
+            "n_classes",
+            "n_test",
+            "n_train",
+            "operations",
+            "parameters",
+            "per_step",
+            "readout",
+            "readout_config",
+            "repeats",
+            "seconds",
+            "seed",
+            "test_accuracies",
+            "test_accuracy",
+            "test_accuracy_std",
+            "train_accuracy",
+            "tune",
+            "vote",
+            "w0",
+        ]
+    );
+    assert_eq!(
+        keys_of(&on_disk["cost"]),
+        [
+            "area_mm2",
+            "card",
+            "comparison",
+            "energy_j",
+            "latency_s",
+            "network"
+        ]
+    );
+    // Keys in sorted order in the file itself, as the hand-written object wrote them.
+    let first: Vec<usize> = ["\"adapter\"", "\"alpha\"", "\"w0\""]
+        .iter()
+        .map(|k| text.find(k).unwrap())
+        .collect();
+    assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
+    assert_eq!(on_disk["encoding"], "rows");
+    assert!(on_disk["tune"].is_null());
+    for v in [&mut printed, &mut on_disk] {
+        v.as_object_mut().unwrap().remove("seconds");
+    }
+    assert_eq!(printed, on_disk);
+    let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    let n: u64 = csv
+        .lines()
+        .skip(1)
+        .flat_map(|l| l.split(',').skip(1).map(|v| v.parse::<u64>().unwrap()))
+        .sum();
+    assert_eq!(Some(n), on_disk["n_test"].as_u64(), "{csv}");
+}

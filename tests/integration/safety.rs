@@ -8,7 +8,7 @@ use memkin::Error;
 use memkin::report::output::Outputs;
 use memkin::study::plan::{Plan, Point};
 use memkin::study::runner::{
-    Evaluator, Manifest, ResultsTable, Study, StudyFiles, StudyKind, merge, read_manifest,
+    Evaluator, Manifest, ResultsTable, Study, StudyFiles, completed, merge, read_manifest,
     run_study, run_study_with,
 };
 use memkin::study::spec::{McSpec, SweepSpec};
@@ -55,16 +55,7 @@ fn study<'a>(
     shard: Option<(usize, usize)>,
     resume: bool,
 ) -> Study<'a> {
-    Study {
-        dir,
-        kind: StudyKind::Sweep,
-        spec_text: SPEC,
-        plan,
-        shard,
-        resume,
-        progress: false,
-        manifest_extra: serde_json::Value::Null,
-    }
+    crate::common::sweep_study(dir, SPEC, plan, shard, resume, serde_json::Value::Null)
 }
 
 fn with_inputs(inputs: &[PathBuf]) -> StudyFiles<'static> {
@@ -148,6 +139,61 @@ fn a_dependency_changed_between_a_crash_and_the_resume_is_refused_naming_it() {
     std::fs::remove_file(&model).unwrap();
     let e = run_study(&study(&dir, &plan, None, false), &mut Toy::new()).unwrap_err();
     assert!(e.to_string().contains("depends on it"), "{e}");
+}
+
+/// `runner::completed` (what `memkin mc` asks before any work): the
+/// complete study of the same spec, plan and shard, its inputs unchanged;
+/// nothing for another spec or shard or an unfinished study; an error naming
+/// a changed input.
+#[test]
+fn completed_is_the_finished_study_of_the_same_spec_and_shard_with_unchanged_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.json");
+    std::fs::write(&model, "{\"weights\": [1, 2]}").unwrap();
+    let files = [model.clone()];
+    let plan = plan();
+    let dir = tmp.path().join("s");
+    assert!(
+        completed(&dir, SPEC, &plan, None, &files)
+            .unwrap()
+            .is_none()
+    );
+    let mut toy = Toy::new();
+    toy.fail_after = Some(5);
+    let _ = run_study_with(
+        &study(&dir, &plan, None, false),
+        &mut toy,
+        with_inputs(&files),
+    );
+    assert!(
+        completed(&dir, SPEC, &plan, None, &files)
+            .unwrap()
+            .is_none(),
+        "an unfinished study is not complete"
+    );
+    run_study_with(
+        &study(&dir, &plan, None, true),
+        &mut Toy::new(),
+        with_inputs(&files),
+    )
+    .unwrap();
+    let m = completed(&dir, SPEC, &plan, None, &files).unwrap();
+    assert_eq!(m.map(|m| m.status).as_deref(), Some("complete"));
+    let other = format!("{SPEC}# another spec\n");
+    assert!(
+        completed(&dir, &other, &plan, None, &files)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        completed(&dir, SPEC, &plan, Some((0, 2)), &files)
+            .unwrap()
+            .is_none()
+    );
+    std::fs::write(&model, "{\"weights\": [3, 4]}").unwrap();
+    let e = completed(&dir, SPEC, &plan, None, &files).unwrap_err();
+    assert!(e.is_user_error(), "{e}");
+    assert!(e.to_string().contains("m.json"), "{e}");
 }
 
 #[test]

@@ -71,16 +71,14 @@ fn study<'a>(
     shard: Option<(usize, usize)>,
     resume: bool,
 ) -> Study<'a> {
-    Study {
+    crate::common::sweep_study(
         dir,
-        kind: StudyKind::Sweep,
-        spec_text: SPEC,
+        SPEC,
         plan,
         shard,
         resume,
-        progress: false,
-        manifest_extra: serde_json::json!({"backend": "cpu"}),
-    }
+        serde_json::json!({"backend": "cpu"}),
+    )
 }
 
 fn read(p: &Path) -> String {

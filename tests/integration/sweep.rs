@@ -377,13 +377,15 @@ fn permuting_the_test_labels_does_not_change_the_tune_choice() {
 }
 
 /// `--seed` is honoured or refused, never ignored: a sweep's seed is its
-/// spec's, fit and cost make no random choice, bench's workload follows it.
+/// spec's, merged shards record theirs, simulate, fit, cost, data and
+/// devices make no random choice, bench's workload follows it.
 #[test]
 fn seed_is_honoured_or_refused_never_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = tmp.path().join("s.toml");
     std::fs::write(&spec, SPEC).unwrap();
     let out = tmp.path().join("o");
+    let o = out.to_str().unwrap();
     for args in [
         vec![
             "sweep",
@@ -394,6 +396,14 @@ fn seed_is_honoured_or_refused_never_ignored() {
             out.to_str().unwrap(),
         ],
         vec!["cost", "--seed", "5"],
+        vec!["data", "--seed", "5", "list"],
+        vec!["devices", "--seed", "5"],
+        // Merged shards record their seed; simulate makes no random choice.
+        vec!["merge", "a", "b", "--out", o, "--seed", "5"],
+        vec!["mc", "--merge", "a", "b", "--out", o, "--seed", "5"],
+        "simulate --input x.npy --alpha 0.5 --beta 0.5 --out o.npy --seed 5"
+            .split(' ')
+            .collect(),
         vec![
             "fit",
             "--trace",

@@ -341,21 +341,11 @@ fn cotangents_of_the_wrong_shape_or_not_finite_are_refused() {
 
 #[test]
 fn vjp_shader_uniform_layout_matches_rust() {
-    let code = shaders::DDK_VJP.full_source();
-    let module = naga::front::wgsl::parse_str(&code).unwrap();
-    let (_, ty) = module
-        .types
-        .iter()
-        .find(|(_, t)| t.name.as_deref() == Some("VjpUniform"))
-        .unwrap();
-    let naga::TypeInner::Struct { members, span } = &ty.inner else {
-        panic!("not a struct")
-    };
-    assert_eq!(*span as usize, std::mem::size_of::<VjpUniform>());
-    let names: Vec<_> = members.iter().map(|m| m.name.clone().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
+    crate::common::assert_uniform_layout(
+        &shaders::DDK_VJP.full_source(),
+        "VjpUniform",
+        std::mem::size_of::<VjpUniform>(),
+        &[
             "n_traj",
             "seqs",
             "steps",
@@ -363,7 +353,7 @@ fn vjp_shader_uniform_layout_matches_rust() {
             "seq_offset",
             "per_step",
             "grid_x",
-            "pad"
-        ]
+            "pad",
+        ],
     );
 }

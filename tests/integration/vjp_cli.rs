@@ -175,3 +175,91 @@ fn simulate_vjp_bad_cotangents_exit_2_with_one_line_and_write_nothing() {
         );
     }
 }
+
+/// The input and parameter files of `simulate` are read and checked by the
+/// library (`data::npy::read_sequences`, `read_device_params`), the pulse by
+/// `PulseProtocol::check`: each bad one is exit 2, one line naming the file
+/// (or the flag) and the valid range, and nothing is written.
+#[test]
+fn simulate_bad_inputs_parameter_files_and_pulses_name_the_file_or_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(&d.join("x.npy"), vec![0.5; 12], &[3, 4]);
+    write(&d.join("x1.npy"), vec![0.5; 4], &[4]);
+    let mut nan = vec![0.5f32; 12];
+    nan[5] = f32::NAN;
+    write(&d.join("xnan.npy"), nan, &[3, 4]);
+    write(&d.join("p_shape.npy"), vec![0.5; 6], &[2, 3]);
+    write(&d.join("p_steps.npy"), vec![0.5; 20], &[2, 2, 5]);
+    write(&d.join("p_neg.npy"), vec![0.5, 0.5, 0.5, -2.0], &[2, 2]);
+    let out = d.join("w.npy");
+    let ddk = ["--alpha", "0.5", "--beta", "0.5"];
+    let ode = ["--model", "ddk-ode"];
+    let cases: [(&str, Vec<&str>, &[&str]); 7] = [
+        (
+            "x1.npy",
+            ddk.to_vec(),
+            &["x1.npy: shape [4]: expected [S, T] (rank 2)"],
+        ),
+        (
+            "xnan.npy",
+            ddk.to_vec(),
+            &["xnan.npy: element [1, 1] is NaN: expected finite"],
+        ),
+        (
+            "xnan.npy",
+            ode.to_vec(),
+            &["xnan.npy: element [1, 1] is NaN: expected finite"],
+        ),
+        (
+            "x.npy",
+            vec!["--params", "p_shape.npy"],
+            &["p_shape.npy: shape [2, 3]: expected [P, 2] or [P, 2, T]"],
+        ),
+        (
+            "x.npy",
+            vec!["--params", "p_steps.npy"],
+            &["p_steps.npy: shape [2, 2, 5]: per-step T = 5 but the input has T = 4"],
+        ),
+        (
+            "x.npy",
+            vec!["--params", "p_neg.npy"],
+            &["p_neg.npy: beta[set 1] = -2: finite and > 0"],
+        ),
+        (
+            "x.npy",
+            [&ode[..], &["--pulse-width", "0"]].concat(),
+            &["--pulse-width = 0: finite, > 0"],
+        ),
+    ];
+    for (input, flags, want) in cases {
+        let flags: Vec<String> = flags
+            .iter()
+            .map(|f| {
+                if f.ends_with(".npy") {
+                    d.join(f).to_string_lossy().into_owned()
+                } else {
+                    f.to_string()
+                }
+            })
+            .collect();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let o = memkin(&flags, &[("--input", &d.join(input)), ("--out", &out)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{input} {flags:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        for w in want {
+            assert!(err.contains(w), "{input} {flags:?}: {err} lacks {w:?}");
+        }
+        assert!(!out.exists());
+    }
+    let o = memkin(
+        &["--alpha", "-1", "--beta", "1"],
+        &[("--input", &d.join("x.npy")), ("--out", &out)],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.trim().ends_with("--alpha = -1: finite and > 0"),
+        "{err}"
+    );
+}

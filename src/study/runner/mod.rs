@@ -488,6 +488,31 @@ fn commit_complete(
     out.commit()
 }
 
+/// The complete study of this spec text, plan and shard that `dir` already
+/// holds, its input files unchanged since (their sha256 verified against the
+/// manifest's, an error naming a changed one): `Some(manifest)` when there is
+/// one, so that only its report needs redoing; `None` when `dir` holds no
+/// such study (nothing, an unfinished one, or another study, which
+/// [`run_study_with`] resumes or refuses).
+pub fn completed(
+    dir: &Path,
+    spec_text: &str,
+    plan: &Plan,
+    shard: Option<(usize, usize)>,
+    inputs: &[PathBuf],
+) -> Result<Option<Manifest>> {
+    let Some(m) = read_manifest(dir)?.filter(|m| {
+        m.status == "complete"
+            && m.spec_sha256 == spec_sha256(spec_text)
+            && m.plan_sha256 == plan.digest()
+            && m.shard.as_ref().map(|s| (s.index, s.count)) == shard
+    }) else {
+        return Ok(None);
+    };
+    verify_inputs(&dir.join("manifest.json"), &m.inputs, &hash_inputs(inputs)?)?;
+    Ok(Some(m))
+}
+
 /// [`run_study`] with the files the study depends on and its final outputs
 /// (see [`StudyFiles`]). The stages: check the shard and the columns; open
 /// and lock the directory; check (or create) the manifest, the input files'
