@@ -1,6 +1,6 @@
 //! `memkin sweep` and `memkin merge`: parameter sweeps, resumable and shardable.
 
-use super::{BackendArg, Common, in_spec, print_json, study_engines};
+use super::{BackendArg, Common, in_spec, print_json};
 use memkin::cost::card::{Card, PRESETS};
 use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
