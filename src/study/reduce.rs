@@ -187,14 +187,7 @@ pub fn gpu_points(
             LinearReadout::from_trained(&m.train(&point_cfg(cfg, point))?)
         })
         .collect::<Result<_>>()?;
-    let arrays = ReadoutArrays {
-        f,
-        c: n_classes,
-        mean: readouts.iter().flat_map(|r| r.mean.clone()).collect(),
-        scale: readouts.iter().flat_map(|r| r.scale.clone()).collect(),
-        weights: readouts.iter().flat_map(|r| r.weights.clone()).collect(),
-        bias: readouts.iter().flat_map(|r| r.bias.clone()).collect(),
-    };
+    let arrays = stack_readouts(f, n_classes, &readouts);
     let mut counts: Vec<PointCounts> = mom
         .bad
         .iter()
@@ -216,4 +209,29 @@ pub fn gpu_points(
         }
     }
     Ok(counts)
+}
+
+/// One linear readout per parameter set (or draw) stacked in the layout the
+/// forward kernel binds ([`ReadoutArrays`]: `[sets, f]`, `[sets, f, c]`...).
+pub fn stack_readouts(f: usize, c: usize, readouts: &[LinearReadout]) -> ReadoutArrays {
+    ReadoutArrays {
+        f,
+        c,
+        mean: readouts
+            .iter()
+            .flat_map(|r| r.mean.iter().copied())
+            .collect(),
+        scale: readouts
+            .iter()
+            .flat_map(|r| r.scale.iter().copied())
+            .collect(),
+        weights: readouts
+            .iter()
+            .flat_map(|r| r.weights.iter().copied())
+            .collect(),
+        bias: readouts
+            .iter()
+            .flat_map(|r| r.bias.iter().copied())
+            .collect(),
+    }
 }

@@ -87,17 +87,20 @@ fn mc_set_up_featurises_each_side_once_and_fine_tuning_once_per_epoch() {
     );
 }
 
+/// The Philox purposes of a device draw (alpha, beta, stuck, cycle and read noise).
+const DEVICE_PURPOSES: [u32; 5] = [
+    purpose::ALPHA,
+    purpose::BETA,
+    purpose::STUCK,
+    purpose::STATE_NOISE,
+    purpose::READ_NOISE,
+];
+
 /// Every (key, purpose, draw) a test draw uses, for `draws` draws under the
 /// study seed: the device numbers (alpha, beta, stuck, cycle and read
 /// noise) and the conductances, each addressed `[draw, ..]`.
 fn test_counters(seed: u64, draws: u32) -> BTreeSet<(u64, u32, u32)> {
-    let device = [
-        purpose::ALPHA,
-        purpose::BETA,
-        purpose::STUCK,
-        purpose::STATE_NOISE,
-        purpose::READ_NOISE,
-    ];
+    let device = DEVICE_PURPOSES;
     let mut s = BTreeSet::new();
     for d in 0..draws {
         for p in device.iter().chain(&[purpose::CONDUCTANCE]) {
@@ -108,13 +111,7 @@ fn test_counters(seed: u64, draws: u32) -> BTreeSet<(u64, u32, u32)> {
 }
 
 fn training_counters(t: &TrainingDraws) -> BTreeSet<(u64, u32, u32)> {
-    let device = [
-        purpose::ALPHA,
-        purpose::BETA,
-        purpose::STUCK,
-        purpose::STATE_NOISE,
-        purpose::READ_NOISE,
-    ];
+    let device = DEVICE_PURPOSES;
     let mut s = BTreeSet::new();
     for d in 0..t.device_draws {
         for p in device {

@@ -9,7 +9,6 @@ use std::process::Command;
 
 use memkin::batch::{Batch, DeviceParams};
 use memkin::engine::cpu::CpuEngine;
-use memkin::engine::gpu::forward::ReadoutArrays;
 use memkin::engine::gpu::moments::{MapParams, SideInputs};
 use memkin::engine::gpu::{GpuEngine, GpuReducer};
 use memkin::engine::{Engine, Precision, RunOptions};
@@ -157,14 +156,7 @@ fn gpu_forward_counts_match_the_cpu_twin_at_sizes_1_63_64_65_with_tiny_tiles() {
             bias: rnd(C, 1.0),
         })
         .collect();
-    let arrays = ReadoutArrays {
-        f: F,
-        c: C,
-        mean: readouts.iter().flat_map(|r| r.mean.clone()).collect(),
-        scale: readouts.iter().flat_map(|r| r.scale.clone()).collect(),
-        weights: readouts.iter().flat_map(|r| r.weights.clone()).collect(),
-        bias: readouts.iter().flat_map(|r| r.bias.clone()).collect(),
-    };
+    let arrays = memkin::study::reduce::stack_readouts(F, C, &readouts);
     for n in [1usize, 63, 64, 65] {
         let (x, y) = inputs(n, 100 + n as u64);
         let (w, status) = features(&gpu, &x, n);
