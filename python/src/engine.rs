@@ -718,7 +718,7 @@ impl PyEngine {
                 let xs = &xs[s0 * steps..s1 * steps];
                 let t0 = std::time::Instant::now();
                 *out = match &gpu {
-                    Some(g) => g.run(xs, s1 - s0, steps, &spec, chunk),
+                    Some(g) => GpuOdeEngine::run(g, xs, s1 - s0, steps, &spec, chunk),
                     None => run_ode_cpu(xs, s1 - s0, steps, &spec),
                 }
                 .map_err(|e| non_finite(e, xs, s0, steps))?;
