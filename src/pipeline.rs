@@ -10,6 +10,7 @@
 //! - a trajectory that diverges (`beta x > 2 sqrt(alpha)`) is never fed to a
 //!   readout: the outcome carries its share and no accuracy.
 
+pub mod hardware;
 pub mod paper;
 pub mod tune;
 

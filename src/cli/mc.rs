@@ -7,13 +7,15 @@ use memkin::engine::Engine as _;
 use memkin::report::output::{Outputs, check_output_dir};
 use memkin::report::progress::Progress;
 use memkin::study::montecarlo::{
-    McEvaluator, McOptions, manifest_extra, resolve_device, stage_report, write_report,
+    McEvaluator, McOptions, PaperMcEvaluator, manifest_extra, resolve_device, stage_report,
+    write_report,
 };
 use memkin::study::plan::{Plan, parse_shard, resolve_shard};
 use memkin::study::runner::{
-    Manifest, ResultsTable, Study, StudyFiles, StudyKind, completed, merge_with, run_study_with,
+    Evaluator, Manifest, ResultsTable, Study, StudyFiles, StudyKind, completed, merge_with,
+    run_study_with,
 };
-use memkin::study::spec::{McSpec, read_spec_text};
+use memkin::study::spec::{McProtocol, McSpec, read_spec_text};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -53,6 +55,27 @@ fn show(summary: &serde_json::Value, json: bool) {
         return;
     }
     let f = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+    if summary.get("protocol").and_then(|v| v.as_str()) == Some("paper") {
+        let last = |k: &str| summary["last_evaluation"][k].as_f64().unwrap_or(f64::NAN);
+        eprintln!(
+            "{}: protocol paper over {} trials: best evaluation per trial ({}) mean {:.4}, std {:.4}, min {:.4}, median {:.4}, max {:.4}; last evaluation (no selection) mean {:.4}, std {:.4}{}",
+            summary["dataset"].as_str().unwrap_or("?"),
+            summary["n"],
+            summary["selection"].as_str().unwrap_or("?"),
+            f("mean"),
+            f("std"),
+            f("min"),
+            f("p50"),
+            f("max"),
+            last("mean"),
+            last("std"),
+            summary["published"]
+                .as_f64()
+                .map(|p| format!("; paper DDK-exp {p:.3}"))
+                .unwrap_or_default(),
+        );
+        return;
+    }
     let ci = summary
         .get("ci95")
         .and_then(|v| v.as_array())
@@ -144,46 +167,71 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             (None, true) => memkin::engine::cpu::CpuEngine::fast().info(),
             (None, false) => engine.info(),
         };
-        let setup = Progress::new(&format!("mc {}: set-up", ds.name), 0, true);
-        let say = |m: &str| setup.message(m);
-        let mut evaluator = McEvaluator::new(
-            &spec,
-            &ds,
-            engine,
-            &McOptions {
-                progress: Some(&say),
-                ..McOptions::default()
-            },
-        )
-        .map_err(in_spec)?;
-        if let Some(g) = ode_gpu {
-            evaluator.set_ode_gpu(g).map_err(in_spec)?;
-        }
-        setup.finish();
-        let n = evaluator.nominal();
-        if !a.common.json {
-            let device = match spec
-                .model
-                .as_ref()
-                .and_then(|m| m.table())
-                .and_then(|t| t.name.clone())
-                .filter(|n| n != "ddk")
-            {
-                Some(model) => format!("model {model}"),
-                None => format!("alpha {}, beta {}", n.alpha, n.beta),
-            };
-            eprintln!(
-                "{}: {} at {device}: nominal test accuracy {:.4} on {} samples ({:.1} s); {} draws in batches of {} on {} ({})",
-                n.dataset,
-                n.readout,
-                n.accuracy,
-                n.n_test,
-                start.elapsed().as_secs_f64(),
-                spec.draws,
-                n.batch,
-                info.adapter,
-                info.backend
-            );
+        let mut evaluator: Box<dyn Evaluator>;
+        let extra;
+        if spec.protocol == McProtocol::Paper {
+            let ev =
+                PaperMcEvaluator::new(&spec, &ds, engine, data_dir.as_deref()).map_err(in_spec)?;
+            if !a.common.json {
+                let st = ev.setup();
+                eprintln!(
+                    "{}: protocol paper (the authors' hardware-aware training, {}): {} trials of {} epochs, {} train / {} test samples, on {} ({})",
+                    st.dataset,
+                    st.selection,
+                    spec.draws,
+                    st.recipe.epochs,
+                    st.n_train,
+                    st.n_test,
+                    info.adapter,
+                    info.backend
+                );
+            }
+            extra = ev.manifest_extra(&info);
+            evaluator = Box::new(ev);
+        } else {
+            let setup = Progress::new(&format!("mc {}: set-up", ds.name), 0, true);
+            let say = |m: &str| setup.message(m);
+            let mut mc = McEvaluator::new(
+                &spec,
+                &ds,
+                engine,
+                &McOptions {
+                    progress: Some(&say),
+                    ..McOptions::default()
+                },
+            )
+            .map_err(in_spec)?;
+            if let Some(g) = ode_gpu {
+                mc.set_ode_gpu(g).map_err(in_spec)?;
+            }
+            setup.finish();
+            let n = mc.nominal();
+            if !a.common.json {
+                let device = match spec
+                    .model
+                    .as_ref()
+                    .and_then(|m| m.table())
+                    .and_then(|t| t.name.clone())
+                    .filter(|n| n != "ddk")
+                {
+                    Some(model) => format!("model {model}"),
+                    None => format!("alpha {}, beta {}", n.alpha, n.beta),
+                };
+                eprintln!(
+                    "{}: {} at {device}: nominal test accuracy {:.4} on {} samples ({:.1} s); {} draws in batches of {} on {} ({})",
+                    n.dataset,
+                    n.readout,
+                    n.accuracy,
+                    n.n_test,
+                    start.elapsed().as_secs_f64(),
+                    spec.draws,
+                    n.batch,
+                    info.adapter,
+                    info.backend
+                );
+            }
+            extra = manifest_extra(n, &info);
+            evaluator = Box::new(mc);
         }
         let study = Study {
             dir: &a.out,
@@ -193,13 +241,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             shard,
             resume: a.resume,
             progress: true,
-            manifest_extra: manifest_extra(n, &info),
+            manifest_extra: extra,
         };
         let files = StudyFiles {
             inputs,
             finish: Some(&mut finish),
         };
-        let outcome = run_study_with(&study, &mut evaluator, files)?;
+        let outcome = run_study_with(&study, evaluator.as_mut(), files)?;
         if !a.common.json {
             eprintln!(
                 "{} draws evaluated in {:.2} s ({} done before)",

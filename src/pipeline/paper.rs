@@ -21,6 +21,7 @@
 //! [`super::learn_device`] does (the authors' learned values lie inside it:
 //! alpha ~ 0.70, beta ~ 1.0 on MNIST).
 
+use super::hardware::{Chip, Param, clip_grad_norm};
 use super::{Side, device_params, encode_dataset, featurize};
 use crate::data::{Dataset, mat, named};
 use crate::encode::default_encoding;
@@ -103,6 +104,9 @@ pub struct PaperRecipe {
     pub published: Option<f64>,
     /// Where the recipe departs from, or goes beyond, the authors' code.
     pub note: String,
+    /// The hardware-aware ("simulation") additions, if any
+    /// ([`super::hardware`]; `None`: the software protocol).
+    pub hardware: Option<super::hardware::Hardware>,
 }
 
 /// Datasets [`PaperRecipe::for_dataset`] knows.
@@ -136,6 +140,7 @@ impl PaperRecipe {
             paper_trials: 50,
             published: Some(0.935),
             note: String::new(),
+            hardware: None,
         };
         match name {
             "mnist" => Ok(PaperRecipe {
@@ -157,6 +162,7 @@ impl PaperRecipe {
                 paper_trials: 50,
                 published: Some(0.966),
                 note: "the published figure is the best trial of 50; memkin runs --repeats trials (default 1)".into(),
+                hardware: None,
             }),
             "sitw" => Ok(audio(vec![128, 16, 10], 1000)),
             "wmms" => Ok(PaperRecipe {
@@ -399,6 +405,12 @@ pub struct TrialOutcome {
     pub drawn: (f64, f64),
     /// alpha and beta the training started from.
     pub initial: (f64, f64),
+    /// Hardware-aware: alpha and beta after the redraw at the start of
+    /// epoch 1 (the chip's device), projected.
+    pub chip_start: Option<(f64, f64)>,
+    /// Hardware-aware: how many redraws the projection into the engine's
+    /// positive regime moved (0 for the software protocol).
+    pub redraws_projected: usize,
     /// The per-epoch test curve.
     pub curve: Vec<EpochPoint>,
     /// The maximum of the curve's test accuracy (selected on test).
@@ -463,6 +475,11 @@ pub fn run_paper(
     if opts.trials == 0 {
         return Err(Error::invalid("--repeats", 0, "at least 1 trial"));
     }
+    if recipe.hardware.is_some() {
+        return Err(Error::Internal(
+            "a hardware-aware recipe runs through `memkin mc` (protocol = \"paper\")".into(),
+        ));
+    }
     let mut recipe = recipe.clone();
     if let Some(e) = opts.epochs {
         if e == 0 {
@@ -497,6 +514,7 @@ pub fn run_paper(
             opts.device,
             trial,
             seed,
+            None,
             &tick,
         )?);
     }
@@ -539,6 +557,38 @@ fn project(recipe: &PaperRecipe, xmax: f64, a: f64, b: f64) -> (f64, f64) {
     (a, b)
 }
 
+/// One trial of a hardware-aware recipe ([`super::hardware`]) on encoded
+/// sides: `chip` supplies the redraws and the conductance noise. The curve
+/// holds the evaluations only (every `eval_every` epochs).
+#[allow(clippy::too_many_arguments)]
+pub fn hardware_trial(
+    engine: &dyn Engine,
+    train: &Side,
+    test: &Side,
+    recipe: &PaperRecipe,
+    trial: usize,
+    seed: u64,
+    chip: &mut dyn Chip,
+    progress: &dyn Fn(&EpochPoint),
+) -> Result<TrialOutcome> {
+    if recipe.hardware.is_none() {
+        return Err(Error::Internal(
+            "hardware_trial needs a hardware-aware recipe".into(),
+        ));
+    }
+    run_trial(
+        engine,
+        train,
+        test,
+        recipe,
+        true,
+        trial,
+        seed,
+        Some(chip),
+        progress,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_trial(
     engine: &dyn Engine,
@@ -548,8 +598,15 @@ fn run_trial(
     device: bool,
     trial: usize,
     seed: u64,
+    mut chip: Option<&mut dyn Chip>,
     progress: &dyn Fn(&EpochPoint),
 ) -> Result<TrialOutcome> {
+    let hw = recipe.hardware.as_ref();
+    if hw.is_some() != chip.is_some() {
+        return Err(Error::Internal(
+            "a hardware-aware recipe runs with a chip, a software one without".into(),
+        ));
+    }
     let mut rng = Rng::new(seed);
     let steps = train.encoded.steps;
     let xmax = train
@@ -571,7 +628,8 @@ fn run_trial(
         net = net.with_batch_norm();
     }
     let mut opt = OptState::new(net.parameters());
-    let mut dev_opt = OptState::new(2);
+    let learn_alpha = hw.is_none_or(|h| h.learn_alpha);
+    let mut dev_opt = OptState::new(if learn_alpha { 2 } else { 1 });
     let mut grad = vec![0.0f32; net.parameters()];
     let mut ws = Workspace::training();
     let mut order: Vec<usize> = (0..train.n()).collect();
@@ -585,8 +643,34 @@ fn run_trial(
         }
         Ok(fe)
     };
+    // A redraw of the chip, projected into the engine's positive regime;
+    // counts the redraws the projection moved.
+    let mut projected = 0usize;
+    let mut redraw =
+        |chip: &mut dyn Chip, event: u32, both: bool, a: f64, b: f64| -> Result<(f64, f64)> {
+            let h = hw.expect("a chip comes with a hardware recipe");
+            let a2 = if both {
+                chip.redraw(Param::Alpha, event, a, h.sigma_alpha)?
+            } else {
+                a
+            };
+            let b2 = chip.redraw(Param::Beta, event, b, h.sigma_beta)?;
+            let p = project(recipe, xmax, a2, b2);
+            if p != (a2, b2) {
+                projected += 1;
+            }
+            Ok(p)
+        };
+    let mut chip_start = None;
     let mut curve = Vec::with_capacity(recipe.epochs);
+    let mut evaluations = 0u32;
     for epoch in 1..=recipe.epochs {
+        if let Some(c) = chip.as_deref_mut()
+            && epoch == 1
+        {
+            (alpha, beta) = redraw(c, 0, true, alpha, beta)?;
+            chip_start = Some((alpha, beta));
+        }
         if recipe.shuffle {
             rng.shuffle(&mut order);
         }
@@ -609,6 +693,13 @@ fn run_trial(
                 ));
             }
             loss_sum += loss * chunk.len() as f64;
+            let mut dev_grad = fe.as_ref().map(|fe| {
+                let (ga, gb) = super::device_gradient(&ws.dx, fe);
+                if learn_alpha { vec![ga, gb] } else { vec![gb] }
+            });
+            if let Some(max) = hw.and_then(|h| h.clip_norm) {
+                clip_grad_norm(&mut grad, dev_grad.as_deref_mut().unwrap_or(&mut []), max);
+            }
             net.update_bn_running(&ws, chunk.len());
             opt.apply_decayed(
                 recipe.optimizer,
@@ -618,19 +709,43 @@ fn run_trial(
                 recipe.momentum,
                 recipe.weight_decay,
             );
-            if let Some(fe) = &fe {
-                let (ga, gb) = super::device_gradient(&ws.dx, fe);
-                let mut p = [alpha as f32, beta as f32];
+            if let Some(g) = dev_grad {
+                // alpha not learned: no gradient, no decay (torch skips a
+                // parameter without a gradient).
+                let (mut p, g) = if learn_alpha {
+                    (
+                        vec![alpha as f32, beta as f32],
+                        vec![g[0] as f32, g[1] as f32],
+                    )
+                } else {
+                    (vec![beta as f32], vec![g[0] as f32])
+                };
                 dev_opt.apply_decayed(
                     recipe.optimizer,
                     &mut p,
-                    &[ga as f32, gb as f32],
+                    &g,
                     recipe.lr,
                     recipe.momentum,
                     recipe.weight_decay,
                 );
-                (alpha, beta) = project(recipe, xmax, p[0] as f64, p[1] as f64);
+                let (a, b) = if learn_alpha {
+                    (p[0] as f64, p[1] as f64)
+                } else {
+                    (alpha, p[0] as f64)
+                };
+                (alpha, beta) = project(recipe, xmax, a, b);
             }
+        }
+        if let Some(c) = chip.as_deref_mut() {
+            let h = hw.expect("a chip comes with a hardware recipe");
+            if !epoch.is_multiple_of(h.eval_every) {
+                continue;
+            }
+            // The noisy weights and the redrawn device are kept: training
+            // goes on from them (train.py's test()).
+            evaluations += 1;
+            c.program(&mut net, evaluations);
+            (alpha, beta) = redraw(c, evaluations, h.redraw_alpha_at_eval, alpha, beta)?;
         }
         let x_test = if device {
             features(test, alpha, beta, false)?.w
@@ -658,6 +773,8 @@ fn run_trial(
         trial,
         drawn,
         initial,
+        chip_start,
+        redraws_projected: projected,
         final_test_accuracy: curve.last().map_or(f64::NAN, |p| p.test_accuracy),
         curve,
         best_test_accuracy: best,

@@ -7,6 +7,7 @@ mod dispatch;
 mod engine;
 mod mc;
 mod mc_hardware;
+mod mc_paper;
 mod models;
 mod moments;
 mod ode;

@@ -31,6 +31,14 @@ impl Conductance {
     /// map back. `offset` is the flat index of `w[0]` in the model's
     /// parameters (it addresses the noise counters).
     pub fn program(&self, w: &mut [f64], stream: &Stream, draw: u32, offset: usize) {
+        self.program_at(w, stream, [draw, 0], offset)
+    }
+
+    /// [`Conductance::program`] with the noise at counters `[draw, j / 2,
+    /// CONDUCTANCE, step]` (a later programming of the same draw's weights,
+    /// as the paper protocol's evaluations do, takes another `step`).
+    pub fn program_at(&self, w: &mut [f64], stream: &Stream, at: [u32; 2], offset: usize) {
+        let [draw, step] = at;
         let m = w.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         if m <= 0.0 || !m.is_finite() {
             return;
@@ -48,7 +56,7 @@ impl Conductance {
             }
             if noisy {
                 let i = offset + j;
-                let (z0, z1) = stream.normal_pair(draw, (i / 2) as u32, purpose::CONDUCTANCE, 0);
+                let (z0, z1) = stream.normal_pair(draw, (i / 2) as u32, purpose::CONDUCTANCE, step);
                 let z = if i.is_multiple_of(2) { z0 } else { z1 };
                 g += self.noise_mean + self.noise_std * z;
             }
@@ -59,10 +67,16 @@ impl Conductance {
     /// Programs every weight matrix of `net` in place for `draw` (biases stay
     /// digital).
     pub fn program_network(&self, net: &mut Network, stream: &Stream, draw: u32) {
+        self.program_network_at(net, stream, [draw, 0])
+    }
+
+    /// [`Conductance::program_network`] at counters `[draw, .., CONDUCTANCE,
+    /// step]` (see [`Conductance::program_at`]).
+    pub fn program_network_at(&self, net: &mut Network, stream: &Stream, at: [u32; 2]) {
         for l in 1..=net.n_layers() {
             let (wo, bo, _) = net.layer_range(l);
             let mut w: Vec<f64> = net.params[wo..bo].iter().map(|&v| v as f64).collect();
-            self.program(&mut w, stream, draw, wo);
+            self.program_at(&mut w, stream, at, wo);
             for (p, v) in net.params[wo..bo].iter_mut().zip(w) {
                 *p = v as f32;
             }

@@ -92,6 +92,8 @@
 //! - [`training`]: noise-aware training of the readout through its own
 //!   trainer, on draws that never meet the test draws.
 //! - [`evaluator`]: [`McEvaluator`], the set-up and the scoring of draws.
+//! - [`paper`]: `protocol = "paper"`, the authors' hardware-aware procedure,
+//!   one training trial per draw, reported as selected on test.
 //! - [`summary`]: the manifest keys and `summary.json` + histograms.
 //!
 //! The saved-model format is [`crate::saved_model`], the statistics
@@ -100,6 +102,7 @@
 pub mod conductance;
 pub mod evaluator;
 pub mod nonideal;
+pub mod paper;
 pub mod summary;
 pub mod training;
 
@@ -110,5 +113,6 @@ pub use evaluator::{DEFAULT_BATCH_BYTES, McEvaluator, McOptions, Nominal, accura
 pub use nonideal::{
     DeviceDraw, Nonideal, VariedParam, add_read_noise, draws_params, resolve_device, sample_devices,
 };
+pub use paper::{PaperMcEvaluator, paper_seed};
 pub use summary::{manifest_extra, stage_report, write_report};
 pub use training::{FINE_TUNE_DRAWS_PER_EPOCH, TrainingDraws, fine_tune_seed, noise_aware_seed};

@@ -45,10 +45,18 @@ pub fn stage_report(
     out: &mut crate::report::npy::Outputs,
 ) -> Result<serde_json::Value> {
     let col = |name: &str| table.column(name);
-    let before = col("test_accuracy").ok_or_else(|| {
+    // protocol = "paper": the figure is each trial's best evaluation on the
+    // test split, and every output says so.
+    let paper = m.extra.get("protocol").and_then(|v| v.as_str()) == Some("paper");
+    let metric = if paper {
+        super::paper::SELECTED_COLUMN
+    } else {
+        "test_accuracy"
+    };
+    let before = col(metric).ok_or_else(|| {
         Error::bad_file(
             dir.join(&m.results),
-            "no test_accuracy column: not a memkin mc study",
+            format!("no {metric} column: not a memkin mc study"),
         )
     })?;
     let after = col("test_accuracy_tuned");
@@ -64,9 +72,9 @@ pub fn stage_report(
         .to_string();
     let stats = Stats::of(&before);
     let mean_of = |name: &str| col(name).map(|v| Stats::of(&v).mean);
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "dataset": dataset,
-        "metric": "test_accuracy",
+        "metric": metric,
         "draws": stats.n,
         "points": m.points,
         "complete": m.status == "complete" && table.rows.len() == m.shard.as_ref().map_or(m.points, |s| s.end - s.start),
@@ -100,6 +108,24 @@ pub fn stage_report(
         "seed": m.seed,
         "memkin_version": m.memkin_version,
     });
+    if paper {
+        let last = col("test_accuracy_last").map(|v| Stats::of(&v));
+        let recipe = nominal.get("recipe");
+        summary["protocol"] = "paper".into();
+        summary["selection"] = crate::pipeline::paper::SELECTION.into();
+        summary["trials"] = stats.n.into();
+        summary["last_evaluation"] = serde_json::to_value(&last).unwrap_or_default();
+        summary["published"] = recipe
+            .and_then(|r| r.get("published"))
+            .cloned()
+            .unwrap_or_default();
+        summary["recipe"] = recipe.cloned().unwrap_or_default();
+        for k in ["alpha_chip", "beta_chip", "alpha_final", "beta_final"] {
+            summary[k] = serde_json::to_value(col(k).map(|v| Stats::of(&v))).unwrap_or_default();
+        }
+        summary["redraws_projected_mean"] =
+            serde_json::to_value(mean_of("redraws_projected")).unwrap_or_default();
+    }
     out.text(
         &dir.join("summary.json"),
         &format!(
@@ -108,9 +134,22 @@ pub fn stage_report(
                 .map_err(|e| Error::Internal(format!("summary: {e}")))?
         ),
     )?;
-    let title = format!("{dataset}: test accuracy over {} device draws", stats.n);
+    let (title, axis) = if paper {
+        (
+            format!(
+                "{dataset}: protocol paper, best evaluation of each of {} trials",
+                stats.n
+            ),
+            "test accuracy (selected on test)",
+        )
+    } else {
+        (
+            format!("{dataset}: test accuracy over {} device draws", stats.n),
+            "test accuracy",
+        )
+    };
     out.with_path(&dir.join("histogram.png"), |p| {
-        crate::report::plot::histogram_png(p, &before, nom_acc, &title, "test accuracy")
+        crate::report::plot::histogram_png(p, &before, nom_acc, &title, axis)
     })?;
     if let Some(a) = &after {
         let title = format!("{dataset}: fine-tuned readout over {} draws", stats.n);

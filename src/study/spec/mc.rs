@@ -117,6 +117,33 @@ fn de_mc_model<'de, D: de::Deserializer<'de>>(
     d.deserialize_any(V)
 }
 
+/// How a Monte Carlo study trains its readout and reports (the `protocol`
+/// key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum McProtocol {
+    /// memkin's: a readout trained once (at the nominal device, optionally
+    /// fine-tuned or noise-aware), scored once per draw on the test split.
+    #[default]
+    Honest,
+    /// The authors' hardware-aware procedure
+    /// ([`crate::pipeline::hardware`]): each draw is one training trial
+    /// with the chip in the loop, reported as its best evaluation on the
+    /// test split (selected on test).
+    Paper,
+}
+
+/// `[variability]` keys a `protocol = "paper"` spec accepts (they default to
+/// the authors' values); every other one is refused.
+pub const PAPER_VARIABILITY: [&str; 6] = [
+    "sigma_alpha",
+    "sigma_beta",
+    "g_min",
+    "g_max",
+    "g_noise_mean",
+    "g_noise_std",
+];
+
 /// A device-variability Monte Carlo study: `memkin mc SPEC`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +155,10 @@ pub struct McSpec {
     /// The study seed (default 0).
     #[serde(default)]
     pub seed: u64,
+    /// `"honest"` (default) or `"paper"` (the authors' hardware-aware
+    /// procedure: a draw is a training trial; see [`McProtocol`]).
+    #[serde(default)]
+    pub protocol: McProtocol,
     /// The readout (default: the dataset's protocol, the paper's MLP).
     pub readout: Option<ReadoutKind>,
     /// `model = "file.json"`: a readout saved by `memkin run --save-model` (a
@@ -222,6 +253,9 @@ impl SpecFile for McSpec {
         ] {
             check_count(key, v, l)?;
         }
+        if self.protocol == McProtocol::Paper {
+            self.check_paper()?;
+        }
         if let Some(McModel::Device(t)) = &self.model {
             let continuous = t.name.as_deref().is_some_and(|n| n != "ddk");
             for (key, v) in [("alpha", self.alpha), ("beta", self.beta)] {
@@ -282,6 +316,59 @@ impl SpecFile for McSpec {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl McSpec {
+    fn check_paper(&self) -> std::result::Result<(), String> {
+        let l = &self.lines;
+        let names = crate::pipeline::hardware::HARDWARE_DATASETS;
+        if !names.contains(&self.dataset.as_str()) {
+            return Err(format!(
+                "{}dataset = {:?}: protocol = \"paper\" needs one of {} (the datasets with the authors' hardware-aware recipe)",
+                at(l, "dataset"),
+                self.dataset,
+                names.join(", ")
+            ));
+        }
+        let v = &self.variability;
+        let given = [
+            ("readout", self.readout.is_some()),
+            ("model", self.model.is_some()),
+            ("hidden", self.hidden.is_some()),
+            ("standardize", self.standardize.is_some()),
+            ("input_scaling", self.input_scaling.is_some()),
+            ("alpha", self.alpha.is_some()),
+            ("beta", self.beta.is_some()),
+            ("batch", self.batch.is_some()),
+        ];
+        if let Some((k, _)) = given.iter().find(|g| g.1) {
+            return Err(format!(
+                "{}{k}: fixed by protocol = \"paper\" (the authors' recipe, docs/mc_protocol.md): remove it",
+                at(l, k)
+            ));
+        }
+        let chip = [
+            ("per_channel", v.per_channel.is_some()),
+            ("relative", v.relative.is_some()),
+            ("cycle_noise", v.cycle_noise.is_some()),
+            ("read_noise", v.read_noise.is_some()),
+            ("stuck_fraction", v.stuck_fraction.is_some()),
+            ("stuck_w", v.stuck_w.is_some()),
+            ("quant_bits", v.quant_bits.is_some()),
+            ("fine_tune_epochs", v.fine_tune_epochs.is_some()),
+            ("noise_aware_epochs", v.noise_aware_epochs.is_some()),
+            ("sigma", !v.sigma.is_empty()),
+        ];
+        if let Some((k, _)) = chip.iter().find(|g| g.1) {
+            let k = format!("variability.{k}");
+            return Err(format!(
+                "{}{k}: not part of the authors' chip model under protocol = \"paper\" (valid: variability.{{{}}})",
+                at(l, &k),
+                PAPER_VARIABILITY.join(", ")
+            ));
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ mod mc;
 
 pub use crate::readout::ReadoutKind;
 pub use grid::{Axis, Dist, GridParam, RandomParam, RandomSpec};
-pub use mc::{McModel, McSpec, Variability};
+pub use mc::{McModel, McProtocol, McSpec, PAPER_VARIABILITY, Variability};
 
 /// Most points one study may plan (grid size times random draws, or draws).
 pub const MAX_POINTS: usize = 10_000_000;
