@@ -164,6 +164,20 @@ fn every_output_of_the_paper_protocol_says_selected_on_test() {
     assert!(out.join("histogram.png").exists());
 }
 
+/// Runs `memkin mc` on a spec of `text`; the exit must be 2 with one line
+/// of stderr, nothing written: returns that line.
+fn refused(dir: &Path, text: &str) -> String {
+    let spec = dir.join("s.toml");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.join("out");
+    let o = memkin(&["mc", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(o.status.code(), Some(2), "{text}: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!out.exists(), "nothing written for {text}");
+    err
+}
+
 #[test]
 fn the_paper_protocol_refuses_what_it_fixes_naming_the_key_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -180,47 +194,21 @@ fn the_paper_protocol_refuses_what_it_fixes_naming_the_key_and_writes_nothing() 
             "variability.noise_aware_epochs",
         ),
     ] {
-        let spec = tmp.path().join("s.toml");
-        std::fs::write(&spec, format!("{}{extra}", spec_text(2))).unwrap();
-        let out = tmp.path().join("out");
-        let o = memkin(&["mc", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+        let err = refused(tmp.path(), &format!("{}{extra}", spec_text(2)));
         assert!(
             err.contains(key) && err.contains("protocol = \"paper\""),
             "{err}"
         );
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-        assert!(!out.exists(), "nothing written for {extra}");
     }
-    let spec = tmp.path().join("d.toml");
-    std::fs::write(
-        &spec,
+    let err = refused(
+        tmp.path(),
         "dataset = \"digits\"\nprotocol = \"paper\"\ndraws = 2\n",
-    )
-    .unwrap();
-    let o = memkin(&[
-        "mc",
-        spec.to_str().unwrap(),
-        "--out",
-        tmp.path().join("o").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    );
     assert!(err.contains("mnist, sitw, wmms"), "{err}");
-    std::fs::write(
-        &spec,
+    let err = refused(
+        tmp.path(),
         "dataset = \"wmms\"\nprotocol = \"chip\"\ndraws = 2\n",
-    )
-    .unwrap();
-    let o = memkin(&[
-        "mc",
-        spec.to_str().unwrap(),
-        "--out",
-        tmp.path().join("o").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    );
     assert!(err.contains("honest") && err.contains("paper"), "{err}");
 }
 
