@@ -98,6 +98,7 @@
 //! [`crate::report::stats`].
 
 pub mod conductance;
+pub mod device;
 pub mod evaluator;
 pub mod nonideal;
 pub mod summary;
