@@ -4,13 +4,21 @@
 //! against `--backend cpu`: the same draws, and per draw a download that
 //! grows with neither T nor F.
 
+use std::path::Path;
+
 use memkin::batch::{Batch, DeviceParams};
+use memkin::data;
+use memkin::engine::cpu::CpuEngine;
 use memkin::engine::gpu::GpuReducer;
 use memkin::engine::gpu::mc_forward::{BAD_PREDICTION, DrawSteps, NetArrays};
 use memkin::engine::gpu::moments::{MapParams, SideInputs};
 use memkin::engine::{Engine, RunOptions, StepNoise};
 use memkin::readout::Rng;
 use memkin::study::montecarlo::device::{TwinInputs, forward_twin};
+use memkin::study::montecarlo::{McEvaluator, McOptions, manifest_extra};
+use memkin::study::plan::Plan;
+use memkin::study::runner::{Manifest, ResultsTable, Study, StudyKind, read_manifest, run_study};
+use memkin::study::spec::McSpec;
 
 use crate::common;
 
@@ -85,8 +93,8 @@ fn gpu_mc_forward_matches_its_twin_at_sizes_1_63_64_65_with_tiny_tiles() {
     ];
     let (a, b, w0, stuck) = devices();
     let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    let dp = DeviceParams::new_allow_stuck(DRAWS, SPP, None, f64s(&a), f64s(&b), f64s(&w0))
-        .unwrap();
+    let dp =
+        DeviceParams::new_allow_stuck(DRAWS, SPP, None, f64s(&a), f64s(&b), f64s(&w0)).unwrap();
     let map = MapParams {
         alpha: a.clone(),
         beta: b.clone(),
@@ -209,4 +217,154 @@ fn gpu_mc_forward_matches_its_twin_at_sizes_1_63_64_65_with_tiny_tiles() {
         near_ties * 50 < compared as u64,
         "{near_ties} near ties in {compared} scored samples"
     );
+}
+
+/// A Monte Carlo study of `text` in `dir` through the library; with
+/// `reducer`, the draws run fused on the device.
+fn mc_study(
+    dir: &Path,
+    text: &str,
+    reducer: Option<GpuReducer>,
+) -> (memkin::study::montecarlo::Nominal, Manifest) {
+    let spec = McSpec::from_text(Path::new("mc.toml"), text).unwrap();
+    let ds = data::load(&spec.dataset, None).unwrap();
+    let engine: Box<dyn Engine> = match &reducer {
+        Some(_) => Box::new(common::gpu_engine()),
+        None => Box::new(CpuEngine::fast()),
+    };
+    let info = engine.info();
+    let mut ev = McEvaluator::new(&spec, &ds, engine, &McOptions::default()).unwrap();
+    if let Some(r) = reducer {
+        ev.set_reducer(r);
+    }
+    let plan = Plan::monte_carlo(&spec);
+    let study = Study {
+        dir,
+        kind: StudyKind::MonteCarlo,
+        spec_text: text,
+        plan: &plan,
+        shard: None,
+        resume: false,
+        progress: false,
+        manifest_extra: manifest_extra(ev.nominal(), &info),
+    };
+    run_study(&study, &mut ev).unwrap();
+    (ev.nominal().clone(), read_manifest(dir).unwrap().unwrap())
+}
+
+fn column(dir: &Path, name: &str) -> Vec<f64> {
+    ResultsTable::read(&dir.join("draws.csv"))
+        .unwrap()
+        .column(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+}
+
+#[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
+fn device_draws_with_every_noise_match_the_host_path_and_download_8_bytes_each() {
+    // Every non-ideality of the map at once, one device per channel (8 rows
+    // of digits), 7-sample tiles: the multi-tile path.
+    let text = "dataset = \"digits\"\ndraws = 6\nseed = 11\nepochs = 25\n[variability]\nsigma_alpha = 0.0955\nsigma_beta = 0.276\nper_channel = true\ncycle_noise = 0.002\nread_noise = 0.01\nstuck_fraction = 0.05\ng_noise_mean = 0.20329\ng_noise_std = 1.14726\n";
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, g) = (tmp.path().join("cpu"), tmp.path().join("gpu"));
+    let (nc, _) = mc_study(&c, text, None);
+    // Its own context: the shared one's byte counters see the other tests.
+    let _ = common::gpu_context();
+    let ctx = std::sync::Arc::new(memkin::engine::gpu::GpuContext::new().unwrap());
+    let red = GpuReducer::new(ctx).unwrap().with_tile_samples(7);
+    let (ng, mg) = mc_study(&g, text, Some(red));
+    assert_eq!(ng.readout_site, "device");
+    assert_eq!(nc.readout_site, "host");
+    for name in ["index", "seed", "alpha", "beta", "stuck"] {
+        assert_eq!(column(&c, name), column(&g, name), "column {name}");
+    }
+    let stuck = column(&g, "stuck");
+    assert!(stuck.iter().any(|&s| s > 0.0), "some devices are stuck");
+    // The cycle and read noises are drawn from the same Philox uniforms on
+    // both sides and differ by f32 log/cos rounding (a few ulp of a 0.002 or
+    // 0.01 noise): a sample near a class boundary may flip, as in the
+    // engine-level test in mc.rs (at most 2 samples per draw).
+    let (ac, ag) = (column(&c, "test_accuracy"), column(&g, "test_accuracy"));
+    let one = 1.0 / nc.n_test as f64;
+    for (i, (a, b)) in ac.iter().zip(&ag).enumerate() {
+        assert!(
+            (a - b).abs() <= 2.0 * one + 1e-12,
+            "draw {i}: cpu {a}, gpu {b}"
+        );
+    }
+    let (dc, dg) = (
+        column(&c, "diverged_fraction"),
+        column(&g, "diverged_fraction"),
+    );
+    assert_eq!(dc, dg, "failed trajectories per draw");
+    // Per draw two u32 counts of one readout: nothing else crossed back.
+    assert_eq!(mg.transfer.device_to_host_bytes, 6 * 8);
+}
+
+fn memkin(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_memkin"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `memkin mc SPEC --out DIR --backend B` with `spec` written next to `dir`.
+fn mc_cli(dir: &Path, spec: &str, backend: &str) -> Manifest {
+    let path = dir.with_extension("toml");
+    std::fs::write(&path, spec).unwrap();
+    let o = memkin(&[
+        "mc",
+        path.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--backend",
+        backend,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_manifest(dir).unwrap().unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    skip_gpu,
+    ignore = "no GPU driver at build time (build.rs), or MEMKIN_SKIP_GPU=1"
+)]
+fn mc_on_the_wmms_paper_spec_gives_the_same_draws_on_both_backends_and_8_bytes_per_draw() {
+    let _ = common::gpu_context();
+    let paper = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mc/wmms_paper.toml"),
+    )
+    .unwrap();
+    assert!(paper.contains("draws = 10000\n"));
+    let spec = |draws: usize| paper.replace("draws = 10000\n", &format!("draws = {draws}\n"));
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, g, g2) = (
+        tmp.path().join("cpu"),
+        tmp.path().join("gpu"),
+        tmp.path().join("gpu100"),
+    );
+    mc_cli(&c, &spec(200), "cpu");
+    let mg = mc_cli(&g, &spec(200), "gpu");
+    assert_eq!(mg.extra["nominal"]["readout_site"], "device");
+    let (ac, ag) = (column(&c, "test_accuracy"), column(&g, "test_accuracy"));
+    assert_eq!(ac.len(), 200);
+    // Identical: the same devices and conductances, the same states (one
+    // DDK kernel on one side, its CPU twin on the other), and no test sample
+    // whose two best scores tie within f32 rounding (the host's faer products
+    // and exp against the kernel's loop and WGSL exp). Measured on lavapipe:
+    // 0 of 200 draws differ.
+    assert_eq!(ac, ag, "test accuracy per draw");
+    assert_eq!(column(&c, "alpha"), column(&g, "alpha"));
+    // D2H per draw: 2 u32 counts (one readout, no vote), whatever T and F.
+    let m100 = mc_cli(&g2, &spec(100), "gpu");
+    let (d200, d100) = (
+        mg.transfer.device_to_host_bytes,
+        m100.transfer.device_to_host_bytes,
+    );
+    assert_eq!((d200 - d100) / 100, 8, "{d200} and {d100} bytes");
+    assert_eq!(d200, 200 * 8);
 }

@@ -266,7 +266,11 @@ impl GpuReducer {
         if draws == 0 || params.sets() != draws * g || steps.stuck.len() != draws * g {
             return Err(Error::invalid(
                 "draw devices",
-                format!("{} devices, {} stuck flags", params.sets(), steps.stuck.len()),
+                format!(
+                    "{} devices, {} stuck flags",
+                    params.sets(),
+                    steps.stuck.len()
+                ),
                 format!("a multiple of {g} devices per draw, one flag each"),
             ));
         }

@@ -111,7 +111,11 @@ fn scores(net: &NetArrays, params: &[f32], x: &[f32]) -> Vec<f32> {
     let layers = net.layers();
     let mut cur = x.to_vec();
     let mut off = 0;
-    let mut bn_off = net.sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum::<usize>();
+    let mut bn_off = net
+        .sizes
+        .windows(2)
+        .map(|w| w[0] * w[1] + w[1])
+        .sum::<usize>();
     let mut unit = 0;
     for l in 1..=layers {
         let (n_in, n_out) = (net.sizes[l - 1], net.sizes[l]);
