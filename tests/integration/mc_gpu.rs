@@ -368,3 +368,35 @@ fn mc_on_the_wmms_paper_spec_gives_the_same_draws_on_both_backends_and_8_bytes_p
     assert_eq!((d200 - d100) / 100, 8, "{d200} and {d100} bytes");
     assert_eq!(d200, 200 * 8);
 }
+
+#[test]
+fn mc_forward_uniform_layout_matches_wgsl() {
+    let rust = [
+        "f",
+        "c",
+        "rows",
+        "seqs",
+        "steps",
+        "sets",
+        "grid_x",
+        "layers",
+        "n_params",
+        "spp",
+        "groups",
+        "row_offset",
+        "n_samples",
+        "flags",
+        "read_sigma",
+        "stuck_w",
+        "key0",
+        "key1",
+        "draw_offset",
+        "units",
+    ];
+    common::assert_uniform_layout(
+        &memkin::engine::gpu::shaders::MC_FORWARD.full_source(),
+        "McForwardUniform",
+        std::mem::size_of::<memkin::engine::gpu::mc_forward::McForwardUniform>(),
+        &rust,
+    );
+}
