@@ -161,7 +161,27 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     {
         let ds = data::load(&spec.dataset, data_dir.as_deref())?;
-        let (engine, ode_gpu) = study_engines(a.backend.backend, continuous)?;
+        // The map on a GPU: one context shared by the DDK engine (the
+        // noise-aware trainings) and the fused draws (GpuReducer: kinetics,
+        // host steps and readouts on the device), so one set of byte counters
+        // sees both.
+        let map_ctx = if continuous {
+            None
+        } else {
+            memkin::engine::select_gpu_context(a.backend.backend)?.map(std::sync::Arc::new)
+        };
+        let (engine, ode_gpu, reducer) = match &map_ctx {
+            Some(ctx) => {
+                let engine: Box<dyn memkin::engine::Engine> =
+                    Box::new(memkin::engine::gpu::GpuEngine::new(ctx.clone())?);
+                let reducer = memkin::engine::gpu::GpuReducer::new(ctx.clone())?;
+                (engine, None, Some(reducer))
+            }
+            None => {
+                let (engine, ode_gpu) = study_engines(a.backend.backend, continuous)?;
+                (engine, ode_gpu, None)
+            }
+        };
         let info = match (&ode_gpu, continuous) {
             (Some(g), _) => g.info(),
             (None, true) => memkin::engine::cpu::CpuEngine::fast().info(),
@@ -203,6 +223,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             .map_err(in_spec)?;
             if let Some(g) = ode_gpu {
                 mc.set_ode_gpu(g).map_err(in_spec)?;
+            }
+            if let Some(r) = reducer {
+                mc.set_reducer(r);
             }
             setup.finish();
             let n = mc.nominal();

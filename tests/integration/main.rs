@@ -6,6 +6,7 @@ mod data;
 mod dispatch;
 mod engine;
 mod mc;
+mod mc_gpu;
 mod mc_hardware;
 mod mc_paper;
 mod models;

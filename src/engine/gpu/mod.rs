@@ -8,12 +8,14 @@
 //! - [`GpuOdeEngine`]: the same engine with every pipeline compiled on first use.
 //! - [`GpuVjpEngine`]: the reverse (adjoint) DDK kernel, chunked and dispatched the same way.
 //! - [`GpuReducer`]: the study reductions fused after the DDK kernel (ridge
-//!   moments, the readout's forward pass as counts): features stay on the device.
+//!   moments, the readout's forward pass as counts, a Monte Carlo draw's
+//!   host steps and readout in [`mc_forward`]): features stay on the device.
 
 pub mod context;
 pub mod ddk;
 pub mod dispatch;
 pub mod forward;
+pub mod mc_forward;
 pub mod moments;
 pub mod ode;
 pub mod shaders;

@@ -78,13 +78,13 @@ pub struct SideInputs<'a> {
 }
 
 impl SideInputs<'_> {
-    fn samples(&self) -> usize {
+    pub(super) fn samples(&self) -> usize {
         self.y.len()
     }
-    fn f(&self) -> usize {
+    pub(super) fn f(&self) -> usize {
         self.spp * self.steps
     }
-    fn check(&self) -> Result<()> {
+    pub(super) fn check(&self) -> Result<()> {
         if self.x.len() != self.samples() * self.f() || self.samples() == 0 {
             return Err(Error::invalid(
                 "side inputs",
@@ -99,7 +99,8 @@ impl SideInputs<'_> {
     }
 }
 
-/// Scalar DDK parameters, one entry per set.
+/// Scalar DDK parameters, one entry per set (per device of each draw for
+/// [`GpuReducer::mc_forward`]: `sets * groups` entries).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MapParams {
     /// alpha per set.
@@ -148,15 +149,24 @@ pub struct GpuReducer {
     count: wgpu::ComputePipeline,
     moments: wgpu::ComputePipeline,
     forward: wgpu::ComputePipeline,
+    /// `shaders/mc_forward.wgsl` (see [`super::mc_forward`]).
+    pub(super) mc_forward: wgpu::ComputePipeline,
     tile_samples: Option<usize>,
 }
 
 /// The buffers of one pass over a side.
-struct Tile {
-    rows: usize,
+pub(super) struct Tile {
+    pub(super) rows: usize,
+    /// Parameter sets (draws).
+    pub(super) sets: usize,
+    /// Devices per set (sequence `s` uses device `s % groups`).
+    groups: usize,
+    /// Cycle-to-cycle noise of the kinetics (`StepNoise`), if any.
+    noise: Option<crate::engine::StepNoise>,
     x: wgpu::Buffer,
-    labels: wgpu::Buffer,
-    w: wgpu::Buffer,
+    pub(super) labels: wgpu::Buffer,
+    pub(super) w: wgpu::Buffer,
+    pub(super) status: wgpu::Buffer,
     bad: wgpu::Buffer,
     ddk_uni: wgpu::Buffer,
     count_uni: wgpu::Buffer,
@@ -168,6 +178,7 @@ impl GpuReducer {
     /// Compiles the four pipelines on `ctx`.
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self> {
         Ok(Self {
+            mc_forward: ctx.pipeline(&shaders::MC_FORWARD)?,
             ddk: ctx.pipeline(&shaders::DDK)?,
             count: ctx.pipeline(&shaders::COUNT_BAD)?,
             moments: ctx.pipeline(&shaders::MOMENTS)?,
@@ -200,8 +211,21 @@ impl GpuReducer {
     }
 
     fn tile(&self, side: &SideInputs, params: &MapParams) -> Result<Tile> {
+        self.tile_with(side, params, 1, None)
+    }
+
+    /// [`Self::tile`] with `groups` devices per set (`params` holds
+    /// `sets * groups` entries) and the kinetics' cycle noise.
+    pub(super) fn tile_with(
+        &self,
+        side: &SideInputs,
+        params: &MapParams,
+        groups: usize,
+        noise: Option<crate::engine::StepNoise>,
+    ) -> Result<Tile> {
         let dev = &self.ctx.device;
-        let sets = params.sets();
+        let groups = groups.max(1);
+        let sets = params.sets() / groups;
         let rows = self.tile_rows(side, sets);
         let (t, spp) = (side.steps as u64, side.spp as u64);
         let traj = sets as u64 * rows as u64 * spp;
@@ -209,9 +233,10 @@ impl GpuReducer {
         let src = wgpu::BufferUsages::COPY_SRC;
         let x = storage(dev, "reducer x", rows as u64 * spp * t * 4, cp);
         let labels = storage(dev, "reducer labels", rows as u64 * 4, cp);
-        let alpha = storage(dev, "reducer alpha", sets as u64 * 4, cp);
-        let beta = storage(dev, "reducer beta", sets as u64 * 4, cp);
-        let w0 = storage(dev, "reducer w0", sets as u64 * 4, cp);
+        let n_dev = (sets * groups) as u64;
+        let alpha = storage(dev, "reducer alpha", n_dev * 4, cp);
+        let beta = storage(dev, "reducer beta", n_dev * 4, cp);
+        let w0 = storage(dev, "reducer w0", n_dev * 4, cp);
         let w = storage(dev, "reducer states", traj * t * 4, src);
         let status = storage(dev, "reducer status", traj * 4, src);
         let grad = storage(dev, "reducer grad (unused)", 16, src);
@@ -236,9 +261,13 @@ impl GpuReducer {
         );
         Ok(Tile {
             rows,
+            sets,
+            groups,
+            noise,
             x,
             labels,
             w,
+            status,
             bad,
             ddk_uni,
             count_uni,
@@ -250,15 +279,15 @@ impl GpuReducer {
     /// Runs every tile of `side`: uploads it, integrates it, counts its failed
     /// trajectories, then `reduce(encoder, tile index, rows)` records the
     /// reduction; one submission per tile.
-    fn for_each_tile(
+    pub(super) fn for_each_tile(
         &self,
         side: &SideInputs,
-        params: &MapParams,
+        _params: &MapParams,
         tile: &Tile,
         mut reduce: impl FnMut(&mut wgpu::CommandEncoder, usize, usize) -> Result<()>,
     ) -> Result<()> {
         let ctx = &*self.ctx;
-        let sets = params.sets();
+        let sets = tile.sets;
         let (t, spp, f) = (side.steps, side.spp, side.f());
         for (ti, r0) in (0..side.samples()).step_by(tile.rows).enumerate() {
             let rows = tile.rows.min(side.samples() - r0);
@@ -279,9 +308,13 @@ impl GpuReducer {
                 n_traj: n_traj as u32,
                 seqs: seqs as u32,
                 steps: t as u32,
-                groups: 1,
+                groups: tile.groups as u32,
                 seq_offset: (r0 * spp) as u32,
                 grid_x: gx,
+                noise_sigma: tile.noise.map_or(0.0, |n| n.sigma as f32),
+                key0: tile.noise.map_or(0, |n| n.seed as u32),
+                key1: tile.noise.map_or(0, |n| (n.seed >> 32) as u32),
+                set_offset: tile.noise.map_or(0, |n| n.set_offset) as u32,
                 ..Default::default()
             };
             ctx.write(&tile.ddk_uni, 0, bytemuck::bytes_of(&ddk));
@@ -318,7 +351,7 @@ impl GpuReducer {
     }
 
     /// Reads `len` values of `buf` (a COPY_SRC buffer) back to the host.
-    fn download<T: bytemuck::Pod + Default + Clone>(
+    pub(super) fn download<T: bytemuck::Pod + Default + Clone>(
         &self,
         buf: &wgpu::Buffer,
         len: usize,

@@ -78,6 +78,16 @@ pub const FORWARD: ShaderSource = ShaderSource {
     workgroup_size: super::forward::FORWARD_WORKGROUP_SIZE,
 };
 
+/// A Monte Carlo draw's host steps and readout inference over a kinetics
+/// tile, as counts per draw.
+pub const MC_FORWARD: ShaderSource = ShaderSource {
+    name: "mc_forward",
+    body: include_str!("../../../shaders/mc_forward.wgsl"),
+    includes: &[RNG],
+    entry: "main",
+    workgroup_size: super::mc_forward::MC_FORWARD_WORKGROUP_SIZE,
+};
+
 /// Failed trajectories per parameter set of a DDK tile.
 pub const COUNT_BAD: ShaderSource = ShaderSource {
     name: "count_bad",
@@ -136,5 +146,6 @@ pub const ALL: &[ShaderSource] = &[
     ODE_LINEAR_DRIFT,
     MOMENTS,
     FORWARD,
+    MC_FORWARD,
     COUNT_BAD,
 ];

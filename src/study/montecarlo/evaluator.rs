@@ -9,7 +9,9 @@ use super::training::{DrawSetup, TrainingDraws, fine_tune, train_noise_aware};
 use crate::batch::Batch;
 use crate::data::Dataset;
 use crate::engine::cpu::CpuEngine;
-use crate::engine::gpu::GpuOdeEngine;
+use crate::engine::gpu::mc_forward::{BAD_PREDICTION, DrawSteps};
+use crate::engine::gpu::moments::{MapParams, SideInputs};
+use crate::engine::gpu::{GpuOdeEngine, GpuReducer};
 use crate::engine::{Engine, RunOptions, StepNoise};
 use crate::model::integrate::Integrator;
 use crate::pipeline::{
@@ -92,6 +94,11 @@ pub struct Nominal {
     pub training_draws: Vec<TrainingDraws>,
     /// Draws per engine run.
     pub batch: usize,
+    /// Where each draw's readout runs: `device` (the kinetics and the
+    /// readout fused on the GPU, counts downloaded: [`McEvaluator::set_reducer`])
+    /// or `host` (features downloaded), with the reason when a GPU study
+    /// keeps it on the host.
+    pub readout_site: String,
     /// The resolved non-idealities.
     pub variability: Nonideal,
 }
@@ -130,6 +137,9 @@ pub struct McEvaluator {
     nominal: Nominal,
     /// A continuous-time model's kinetics (`None`: the discrete map on `engine`).
     ode: Option<Kinetics<'static>>,
+    /// The map's draws fused on the device (kinetics, host steps, readouts):
+    /// only counts come back.
+    reducer: Option<GpuReducer>,
 }
 
 fn first_test(ds: &Dataset, n: usize) -> Dataset {
@@ -372,6 +382,7 @@ impl McEvaluator {
             seed: spec.seed,
             chunk: opts.chunk,
             ode,
+            reducer: None,
             nominal: Nominal {
                 dataset: ds.name.clone(),
                 readout: crate::readout::Trained::name(&trained),
@@ -389,6 +400,7 @@ impl McEvaluator {
                 train_accuracy,
                 training_draws: Vec::new(),
                 batch,
+                readout_site: "host".into(),
                 variability: v,
             },
             test,
@@ -451,6 +463,26 @@ impl McEvaluator {
             *g = Some(gpu);
         }
         Ok(())
+    }
+
+    /// Runs the discrete map's draws through `reducer` (its context should be
+    /// the engine's: the transfers are counted there): the DDK kernel, the
+    /// host steps and every readout on the device, per draw only its counts
+    /// (and one class per test sample when the dataset votes) downloaded.
+    /// Readouts the kernel cannot evaluate (hidden widths over
+    /// [`MAX_HIDDEN`](crate::engine::gpu::mc_forward::MAX_HIDDEN), over 64
+    /// classes) keep the host path, and [`Nominal::readout_site`] says why. A
+    /// no-op for a continuous model.
+    pub fn set_reducer(&mut self, reducer: GpuReducer) {
+        if self.ode.is_some() {
+            return;
+        }
+        if let Some(why) = self.readouts.iter().find_map(super::device::unsupported) {
+            self.nominal.readout_site = format!("host: {why} (the device kernel's limit)");
+            return;
+        }
+        self.nominal.readout_site = "device".into();
+        self.reducer = Some(reducer);
     }
 
     /// Whether the draws run a continuous-time model.
@@ -568,6 +600,86 @@ impl McEvaluator {
             .collect()
     }
 
+    /// [`Self::evaluate_run`] on the device: per readout one fused pass
+    /// (kinetics with its cycle noise, stuck pin-back, read noise, failed
+    /// samples, the readout with each draw's programmed weights); counts,
+    /// and classes when voting, are all that come back.
+    fn evaluate_device(
+        &self,
+        red: &GpuReducer,
+        points: &[Point],
+        draws: &[DeviceDraw],
+    ) -> Result<Vec<Vec<f64>>> {
+        let n = &self.nominal;
+        let v = &n.variability;
+        let e = &self.test.encoded;
+        let g = n.devices_per_draw;
+        // The devices as draws_params gives them to the engine, in f32.
+        let mut map = MapParams::default();
+        let mut stuck = Vec::with_capacity(draws.len() * g);
+        for d in draws {
+            for j in 0..g {
+                let s = d.stuck[j];
+                map.alpha.push(if s { 0.0 } else { d.alpha[j] as f32 });
+                map.beta.push(if s { 0.0 } else { d.beta[j] as f32 });
+                map.w0.push(if s { v.stuck_w } else { n.w0 } as f32);
+                stuck.push(s);
+            }
+        }
+        let first = points[0].index as u32;
+        let steps = DrawSteps {
+            groups: g,
+            stuck,
+            stuck_w: v.stuck_w as f32,
+            cycle_noise: (v.cycle_noise > 0.0).then_some(StepNoise {
+                sigma: v.cycle_noise,
+                seed: self.seed,
+                set_offset: first as u64,
+            }),
+            read_sigma: v.read_noise as f32,
+            seed: self.seed,
+            draw_offset: first,
+            predictions: self.vote,
+        };
+        let side = SideInputs {
+            x: &e.x,
+            spp: e.seqs_per_sample,
+            steps: e.steps,
+            y: &self.test.y,
+        };
+        let index: Vec<u32> = points.iter().map(|p| p.index as u32).collect();
+        let counts = self
+            .readouts
+            .iter()
+            .map(|r| {
+                let net = super::device::pack(r, v.conductance.as_ref(), &self.stream, &index);
+                red.mc_forward(&side, &map, &net, &steps)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ns = self.test.y.len();
+        Ok(draws
+            .iter()
+            .enumerate()
+            .map(|(p, d)| {
+                let (a, b) = d.means();
+                let diverged = counts[0].failed[p] as f64 / e.seqs.max(1) as f64;
+                let mut row = vec![a, b, d.stuck_share(), diverged];
+                for c in &counts {
+                    row.push(match &c.predictions {
+                        Some(pred) => {
+                            let pred = &pred[p * ns..(p + 1) * ns];
+                            let bad: Vec<bool> =
+                                pred.iter().map(|&k| k == BAD_PREDICTION).collect();
+                            self.score(pred, &bad)
+                        }
+                        None => c.correct[p] as f64 / ns.max(1) as f64,
+                    });
+                }
+                row
+            })
+            .collect())
+    }
+
     /// Evaluates draws with consecutive indices in one engine run.
     fn evaluate_run(&self, points: &[Point]) -> Result<Vec<Vec<f64>>> {
         if let Some(k) = &self.ode {
@@ -589,6 +701,9 @@ impl McEvaluator {
                 )
             })
             .collect::<Result<_>>()?;
+        if let Some(red) = &self.reducer {
+            return self.evaluate_device(red, points, &draws);
+        }
         let params = draws_params(&draws, n.w0, v.stuck_w)?;
         let e = &self.test.encoded;
         let batch = Batch::new(&e.x, e.seqs, e.steps, &params)?;
@@ -638,7 +753,12 @@ impl Evaluator for McEvaluator {
         // The map engine and a continuous model's GPU engine are on their
         // own contexts (the CLI builds one device per family): no double count.
         let ode = self.ode.as_ref().map(|k| k.transfer()).unwrap_or_default();
-        self.engine.transfer() + ode
+        // With a reducer the draws move bytes on its context only (the CLI
+        // gives it the engine's: the same counters).
+        match &self.reducer {
+            Some(r) => r.context().transfer() + ode,
+            None => self.engine.transfer() + ode,
+        }
     }
 
     fn metric_names(&self) -> Vec<String> {

@@ -47,7 +47,7 @@
 //! | alpha, beta of device `g` | `[draw, g, ALPHA / BETA, attempt]` (truncated normal by rejection) | host |
 //! | device `g` stuck | `[draw, g, STUCK, 0]`, stuck when `u < stuck_fraction` | host |
 //! | cycle noise of sequence `s`, step `k` | `[draw, s, STATE_NOISE, k]` | engine (GPU or CPU) |
-//! | read noise of sequence `s`, steps `2j`, `2j+1` | `[draw, s, READ_NOISE, j]` (the pair's two normals) | host |
+//! | read noise of sequence `s`, steps `2j`, `2j+1` | `[draw, s, READ_NOISE, j]` (the Box-Muller pair of the f32 uniforms of words 0, 1) | host, or device (`device`) |
 //! | conductance noise of weights `2j`, `2j+1` | `[draw, j, CONDUCTANCE, 0]` (index in the flat parameter vector) | host |
 //!
 //! The key is the study seed for the draws; the fine-tuning draws use
@@ -100,6 +100,7 @@
 //! [`crate::report::stats`].
 
 pub mod conductance;
+pub mod device;
 pub mod evaluator;
 pub mod nonideal;
 pub mod paper;

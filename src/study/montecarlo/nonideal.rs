@@ -8,7 +8,10 @@ use super::conductance::{Conductance, PAPER_G_MAX, PAPER_G_MIN};
 use crate::batch::DeviceParams;
 use crate::engine::cpu::CpuEngine;
 use crate::engine::ode::OdeSpec;
-use crate::rng::{Stream, purpose, truncated_normal_positive, truncated_normal_range, uniform_f64};
+use crate::rng::{
+    Stream, normal_pair, purpose, truncated_normal_positive, truncated_normal_range, uniform_f32,
+    uniform_f64,
+};
 use crate::study::kinetics::Kinetics;
 use crate::study::spec::{McModel, McSpec, Variability};
 use crate::{Error, Result};
@@ -328,15 +331,24 @@ pub fn draws_params(draws: &[DeviceDraw], w0: f64, stuck_w: f64) -> Result<Devic
     DeviceParams::new_allow_stuck(draws.len(), g, None, a, b, w)
 }
 
-/// Adds read noise to the features `w` (`[seqs, steps]`) of `draw`.
+/// The read noise on step `step` of sequence `seq` of `draw`: `sigma z`, `z`
+/// component `step % 2` of the Box-Muller pair (in f64) of the f32 uniforms
+/// of words 0 and 1 at the counter `[draw, seq, READ_NOISE, step / 2]` (the
+/// scheme of the cycle noise, `engine::cpu::step_noise`): the GPU kernel
+/// (`shaders/mc_forward.wgsl`) draws the same uniforms and differs only by
+/// its f32 `log`/`sqrt`/`cos`.
+pub fn read_noise(stream: &Stream, draw: u32, seq: u32, step: u32, sigma: f64) -> f32 {
+    let b = stream.at(draw, seq, purpose::READ_NOISE, step / 2);
+    let (z0, z1) = normal_pair(uniform_f32(b[0]) as f64, uniform_f32(b[1]) as f64);
+    (sigma * if step.is_multiple_of(2) { z0 } else { z1 }) as f32
+}
+
+/// Adds read noise ([`read_noise`]) to the features `w` (`[seqs, steps]`)
+/// of `draw`.
 pub fn add_read_noise(w: &mut [f32], steps: usize, stream: &Stream, draw: u32, sigma: f64) {
     w.par_chunks_mut(steps).enumerate().for_each(|(s, row)| {
-        for j in 0..steps.div_ceil(2) {
-            let (z0, z1) = stream.normal_pair(draw, s as u32, purpose::READ_NOISE, j as u32);
-            row[2 * j] += (sigma * z0) as f32;
-            if 2 * j + 1 < steps {
-                row[2 * j + 1] += (sigma * z1) as f32;
-            }
+        for (k, v) in row.iter_mut().enumerate() {
+            *v += read_noise(stream, draw, s as u32, k as u32, sigma);
         }
     });
 }
