@@ -104,6 +104,13 @@ fn gpu_moments_match_the_cpu_twin_at_sizes_1_63_64_65_with_tiny_tiles() {
                 );
                 let mut twin = RidgeMoments::new(F, C, wp[..F].to_vec()).unwrap();
                 twin.accumulate(wp, n, &y, false).unwrap();
+                // The rows the device sums: x - shift rounded to f32.
+                let rows: Vec<f32> = wp
+                    .chunks_exact(F)
+                    .flat_map(|r| r.iter().zip(&wp[..F]).map(|(x, s)| x - s))
+                    .collect();
+                let mut exact = RidgeMoments::new(F, C, vec![0.0; F]).unwrap();
+                exact.accumulate(&rows, n, &y, false).unwrap();
                 let dev = RidgeMoments::from_augmented(
                     F,
                     C,
@@ -114,12 +121,10 @@ fn gpu_moments_match_the_cpu_twin_at_sizes_1_63_64_65_with_tiny_tiles() {
                 for i in 0..g {
                     for j in 0..=i {
                         let (a, b) = (dev.at(i, j), twin.at(i, j));
-                        // The device's products and sums are exact to ~2^-40; what
-                        // differs is x - shift rounded to f32 (the twin subtracts in
-                        // f64): |d(a_i a_j)| <= 2^-23 |a_i a_j|, so the error is at
+                        // What differs is x - shift rounded to f32 (the twin
+                        // subtracts in f64): |d(a_i a_j)| <= 2^-23 |a_i a_j|, so at
                         // most 2^-23 sum|a_i a_j| <= 1.2e-7 sqrt(G_ii G_jj) (Cauchy-
-                        // Schwarz). The old kernel (f32 products summed 16 rows at a
-                        // time in f32) needed 4e-6 here and fails 2e-7.
+                        // Schwarz); the sums themselves are checked below.
                         let tol = 2e-7 * (twin.at(i, i) * twin.at(j, j)).sqrt() + 1e-30;
                         assert!(
                             (a - b).abs() <= tol,
@@ -128,6 +133,16 @@ fn gpu_moments_match_the_cpu_twin_at_sizes_1_63_64_65_with_tiny_tiles() {
                         if i >= F && j >= F {
                             assert_eq!(a, b, "class counts are exact");
                         }
+                        // On the device's own f32 rows x - shift, its products
+                        // and compensated sums are exact to ~2^-40 (f64 twin:
+                        // ~1e-15): 1e-10 leaves room. The old kernel (f32
+                        // products, 16-row f32 partials) fails this (~1e-7).
+                        let b = exact.at(i, j);
+                        let tol = 1e-10 * (exact.at(i, i) * exact.at(j, j)).sqrt() + 1e-30;
+                        assert!(
+                            (a - b).abs() <= tol,
+                            "{label}, n = {n}, set {p}, entry ({i}, {j}): gpu {a} vs exact sums {b} (tol {tol:e})"
+                        );
                     }
                 }
             }
