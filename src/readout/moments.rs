@@ -21,9 +21,10 @@
 //! `x - r` is of the size of the spread, and centring after the fact
 //! (`Gc = G - s s^T / n`, `s` the shifted sums) cancels little. On the CPU
 //! everything is f64. On the GPU ([`crate::engine::gpu::moments`]) each
-//! workgroup sums 16 rows' products in f32, then adds that partial into a
-//! compensated f32 pair (hi + lo, a two-sum), so the running total over 60,000
-//! rows keeps ~f64 accuracy; the pair is summed in f64 on the host.
+//! product is exact (Dekker's two-product) and a workgroup sums 32 rows'
+//! products in a two-sum, then adds that partial into a compensated f32 pair
+//! (hi + lo), so the running total over 60,000 rows keeps ~f64 accuracy; the
+//! pair is summed in f64 on the host. Only `x - r` is rounded to f32 there.
 //!
 //! [`RidgeMoments::train`] reproduces [`super::train`]'s ridge: the
 //! standardiser's mean, population std and zero-variance rule

@@ -7,7 +7,7 @@
 //! counts the failed trajectories per set, and then either
 //!
 //! - `shaders/moments.wgsl` adds the tile's ridge moments (`A^T A` of
-//!   `[x - shift, onehot(y)]`, compensated f32 pairs) into device-resident
+//!   `[x - shift, onehot(y)]`, exact products in compensated f32 pairs) into device-resident
 //!   accumulators ([`GpuReducer::moments`]), or
 //! - `shaders/forward.wgsl` scores the tile with each set's linear readout and
 //!   adds its correct predictions to a per-set count ([`GpuReducer::forward`]).
