@@ -8,6 +8,7 @@
 use super::{BenchConfig, median};
 use crate::Result;
 use crate::data::Dataset;
+use crate::engine::gpu::GpuReducer;
 use crate::engine::{Engine, Transfer};
 use crate::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
 use crate::readout::{ReadoutKind, TrainConfig};
@@ -137,6 +138,7 @@ fn time_runs(
 /// evaluator batch (one engine run per side).
 pub fn sweep(
     engine: &dyn Engine,
+    reducer: Option<GpuReducer>,
     ds: &Dataset,
     points: usize,
     seed: u64,
@@ -159,6 +161,10 @@ pub fn sweep(
     };
     let kinetics = Kinetics::resolve(None, engine, None)?;
     let mut eval = SweepEvaluator::new(kinetics, sides, ds.n_classes, readout, pts.len())?;
+    // On a GPU the points are reduced on the device, as `memkin sweep` runs them.
+    if let Some(r) = reducer {
+        eval = eval.with_reducer(r);
+    }
     let (seconds, transfer, runs) = time_runs(&mut eval, &pts, cfg)?;
     let info = engine.info();
     Ok(WorkloadResult {
@@ -180,6 +186,7 @@ pub fn sweep(
 /// timed), all draws of a run in one evaluator batch.
 pub fn monte_carlo(
     engine: Box<dyn Engine>,
+    reducer: Option<GpuReducer>,
     ds: &Dataset,
     draws: usize,
     seed: u64,
@@ -192,6 +199,10 @@ pub fn monte_carlo(
     let spec = McSpec::from_text(Path::new("bench-mc.toml"), &text)?;
     let info = engine.info();
     let mut eval = McEvaluator::new(&spec, ds, engine, &McOptions::default())?;
+    // On a GPU the draws run fused on the device, as `memkin mc` runs them.
+    if let Some(r) = reducer {
+        eval.set_reducer(r);
+    }
     let plan = Plan::monte_carlo(&spec);
     let pts: Vec<Point> = (0..plan.len()).map(|i| plan.point(i)).collect();
     // All draws in one evaluator batch, as a study of this size runs them.

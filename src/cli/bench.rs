@@ -391,8 +391,14 @@ fn run_workload(a: Args) -> anyhow::Result<()> {
     };
     let mut results = Vec::new();
     for (e, gpu) in &engines {
+        // The GPU's study path: reductions on the device, sharing the engine's
+        // context (and so its byte counters).
+        let reducer = gpu
+            .as_ref()
+            .map(|g| memkin::engine::gpu::GpuReducer::new(g.context().clone()))
+            .transpose()?;
         let r = match a.workload {
-            Workload::Sweep => workloads::sweep(e.as_ref(), &ds, a.points, seed, cfg)?,
+            Workload::Sweep => workloads::sweep(e.as_ref(), reducer, &ds, a.points, seed, cfg)?,
             _ => {
                 let boxed: Box<dyn Engine> = match gpu {
                     Some(g) => Box::new(g.clone()),
@@ -402,7 +408,7 @@ fn run_workload(a: Args) -> anyhow::Result<()> {
                         memkin::engine::Precision::F32
                     })),
                 };
-                workloads::monte_carlo(boxed, &ds, a.points, seed, cfg)?
+                workloads::monte_carlo(boxed, reducer, &ds, a.points, seed, cfg)?
             }
         };
         if !a.common.json {
