@@ -26,6 +26,17 @@ use crate::{Error, Result};
 
 /// Invocations per workgroup of `shaders/mc_forward.wgsl` (its `WG`).
 pub const MC_FORWARD_WORKGROUP_SIZE: u32 = 64;
+/// Most weights and biases per draw the kernel is trusted with. Measured on
+/// lavapipe against the CPU twin (and an f64 reference) with 1,024 features:
+/// exact up to 62,649 parameters (hidden width 61), wrong classes for some
+/// samples from 63,676 (width 62) on; with 512 features exact up to 63,862,
+/// wrong from 65,922. The cause is not found yet (an out-of-range read would
+/// fit: the result changes with padding after the parameters), so readouts
+/// beyond three quarters of 65,536 are scored on the host, and the manifest's
+/// `readout_site` says so. The ignored test
+/// `mc_gpu::diagnostic_wide_first_layers_against_the_twin` reproduces it.
+pub const MAX_DEVICE_DENSE_PARAMS: usize = 49_152;
+
 /// Widest hidden layer the kernel evaluates (its `MAX_W`: two private
 /// vectors of this length per invocation).
 pub const MAX_HIDDEN: usize = 256;
@@ -146,6 +157,19 @@ impl NetArrays {
         None
     }
 
+    /// Why the Monte Carlo evaluator keeps readouts of these widths on the
+    /// host although the kernel runs them: more than
+    /// [`MAX_DEVICE_DENSE_PARAMS`] weights and biases per draw (`None`: the
+    /// device path is trusted).
+    pub fn untrusted(sizes: &[usize]) -> Option<String> {
+        let dense: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        (dense > MAX_DEVICE_DENSE_PARAMS).then(|| {
+            format!(
+                "{dense} dense parameters per draw > {MAX_DEVICE_DENSE_PARAMS} (the kernel's classes measured wrong on lavapipe from 63,676)"
+            )
+        })
+    }
+
     /// Checks the shapes against `draws` draws of `f` features.
     pub fn check(&self, draws: usize, f: usize) -> Result<()> {
         let bad = |got: String, want: String| Err(Error::invalid("readout arrays", got, want));
@@ -158,7 +182,9 @@ impl NetArrays {
         if let Some(why) = Self::unsupported(&self.sizes) {
             return bad(
                 why,
-                format!("hidden widths up to {MAX_HIDDEN}, 2 to {MAX_MC_CLASSES} classes"),
+                format!(
+                    "hidden widths up to {MAX_HIDDEN}, 2 to {MAX_MC_CLASSES} classes, at most {MAX_DEVICE_DENSE_PARAMS} dense parameters"
+                ),
             );
         }
         let np = self.n_params();

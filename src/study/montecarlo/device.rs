@@ -21,9 +21,12 @@ pub fn widths(t: &Trained) -> Vec<usize> {
     }
 }
 
-/// Why `t` cannot be scored on the device (`None`: it can).
+/// Why `t` is not scored on the device (`None`: it is): a shape the kernel
+/// cannot run, or one past the size it is trusted with
+/// ([`NetArrays::untrusted`]).
 pub fn unsupported(t: &Trained) -> Option<String> {
-    NetArrays::unsupported(&widths(t))
+    let w = widths(t);
+    NetArrays::unsupported(&w).or_else(|| NetArrays::untrusted(&w))
 }
 
 /// The parameters of `t` in the kernel's flat layout (a ridge readout's f64
