@@ -161,27 +161,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     {
         let ds = data::load(&spec.dataset, data_dir.as_deref())?;
-        // The map on a GPU: one context shared by the DDK engine (the
-        // noise-aware trainings) and the fused draws (GpuReducer: kinetics,
-        // host steps and readouts on the device), so one set of byte counters
-        // sees both.
-        let map_ctx = if continuous {
-            None
-        } else {
-            memkin::engine::select_gpu_context(a.backend.backend)?.map(std::sync::Arc::new)
-        };
-        let (engine, ode_gpu, reducer) = match &map_ctx {
-            Some(ctx) => {
-                let engine: Box<dyn memkin::engine::Engine> =
-                    Box::new(memkin::engine::gpu::GpuEngine::new(ctx.clone())?);
-                let reducer = memkin::engine::gpu::GpuReducer::new(ctx.clone())?;
-                (engine, None, Some(reducer))
-            }
-            None => {
-                let (engine, ode_gpu) = study_engines(a.backend.backend, continuous)?;
-                (engine, ode_gpu, None)
-            }
-        };
+        let super::StudyEngines {
+            engine,
+            ode_gpu,
+            map_ctx,
+        } = study_engines(a.backend.backend, continuous)?;
+        // The map on a GPU: the draws run fused on the device (kinetics, host
+        // steps and readouts), on the engine's context.
+        let reducer = map_ctx
+            .map(memkin::engine::gpu::GpuReducer::new)
+            .transpose()?;
         let info = match (&ode_gpu, continuous) {
             (Some(g), _) => g.info(),
             (None, true) => memkin::engine::cpu::CpuEngine::fast().info(),

@@ -86,24 +86,51 @@ pub struct BackendArg {
     pub backend: BackendChoice,
 }
 
-/// The engines of a study (`sweep`, `mc`): the DDK map's and, for a
-/// continuous-time model, its GPU driver. A continuous model runs on its own
-/// GPU driver (`None`: on the CPU); the map engine is then unused, so it stays
-/// on the CPU (one device per process).
-pub fn study_engines(
-    backend: BackendChoice,
-    continuous: bool,
-) -> memkin::Result<(
-    Box<dyn memkin::engine::Engine>,
-    Option<memkin::engine::gpu::GpuOdeEngine>,
-)> {
-    if !continuous {
-        return Ok((memkin::engine::select(backend, Precision::F32)?, None));
+/// The engines of a study (`sweep`, `mc`).
+pub struct StudyEngines {
+    /// The DDK map's engine.
+    pub engine: Box<dyn memkin::engine::Engine>,
+    /// A continuous-time model's GPU driver (`None`: on the CPU, or the map).
+    pub ode_gpu: Option<memkin::engine::gpu::GpuOdeEngine>,
+    /// The map's GPU context, shared by `engine` and the study's fused
+    /// reductions (`GpuReducer`), so that one set of byte counters sees both
+    /// (`None`: the map runs on the CPU).
+    pub map_ctx: Option<std::sync::Arc<memkin::engine::gpu::GpuContext>>,
+}
+
+/// The engines of a study. A continuous model runs on its own GPU driver
+/// (`None`: on the CPU); the map engine is then unused, so it stays on the
+/// CPU (one device per process). A software GPU adapter is announced on
+/// stderr.
+pub fn study_engines(backend: BackendChoice, continuous: bool) -> memkin::Result<StudyEngines> {
+    let cpu = || memkin::engine::select(BackendChoice::Cpu, Precision::F32);
+    if continuous {
+        let ode_gpu = memkin::engine::select_gpu_context(backend)?
+            .map(|c| memkin::engine::gpu::GpuOdeEngine::new(std::sync::Arc::new(c)));
+        return Ok(StudyEngines {
+            engine: cpu()?,
+            ode_gpu,
+            map_ctx: None,
+        });
     }
-    let engine = memkin::engine::select(BackendChoice::Cpu, Precision::F32)?;
-    let ode_gpu = memkin::engine::select_gpu_context(backend)?
-        .map(|c| memkin::engine::gpu::GpuOdeEngine::new(std::sync::Arc::new(c)));
-    Ok((engine, ode_gpu))
+    let Some(ctx) = memkin::engine::select_gpu_context(backend)?.map(std::sync::Arc::new) else {
+        return Ok(StudyEngines {
+            engine: cpu()?,
+            ode_gpu: None,
+            map_ctx: None,
+        });
+    };
+    if ctx.is_software() {
+        eprintln!(
+            "memkin: note: GPU adapter '{}' is a software rasteriser (CPU); its speed says nothing about a GPU",
+            ctx.adapter_info().name
+        );
+    }
+    Ok(StudyEngines {
+        engine: Box::new(memkin::engine::gpu::GpuEngine::new(ctx.clone())?),
+        ode_gpu: None,
+        map_ctx: Some(ctx),
+    })
 }
 
 /// A library error about a value from a spec (`InvalidParameter`) as the

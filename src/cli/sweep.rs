@@ -4,9 +4,7 @@ use super::{BackendArg, Common, in_spec, print_json};
 use memkin::cost::card::{Card, PRESETS};
 use memkin::cost::{ACTIVITY_SAMPLES, PointCoster};
 use memkin::data;
-use memkin::engine::BackendChoice;
-use memkin::engine::gpu::{GpuEngine, GpuOdeEngine, GpuReducer};
-use memkin::engine::{Precision, select};
+use memkin::engine::gpu::GpuReducer;
 use memkin::pipeline::{Protocol, Sides, VAL_FRACTION, encode_protocol};
 use memkin::readout::TrainConfig;
 use memkin::report::output::{Outputs, check_output_dir};
@@ -87,33 +85,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|m| m.name.as_deref())
         .is_some_and(|n| n != "ddk");
-    // A continuous model runs on its own GPU driver; the map engine is then
-    // unused, so it stays on the CPU (one device per process).
-    // The map on a GPU: one context shared by the DDK engine and the fused
-    // reductions (GpuReducer), so one set of byte counters sees both.
-    let map_ctx = if continuous {
-        None
-    } else {
-        memkin::engine::select_gpu_context(a.backend.backend)?.map(std::sync::Arc::new)
-    };
-    let engine: Box<dyn memkin::engine::Engine> = match &map_ctx {
-        Some(ctx) => {
-            if ctx.is_software() {
-                eprintln!(
-                    "memkin: note: GPU adapter '{}' is a software rasteriser (CPU); its speed says nothing about a GPU",
-                    ctx.adapter_info().name
-                );
-            }
-            Box::new(GpuEngine::new(ctx.clone())?)
-        }
-        None => select(BackendChoice::Cpu, Precision::F32)?,
-    };
-    let ode_gpu = if continuous {
-        memkin::engine::select_gpu_context(a.backend.backend)?
-            .map(|c| GpuOdeEngine::new(std::sync::Arc::new(c)))
-    } else {
-        None
-    };
+    let super::StudyEngines {
+        engine,
+        ode_gpu,
+        map_ctx,
+    } = super::study_engines(a.backend.backend, continuous)?;
     let kinetics =
         Kinetics::resolve(spec.model.as_ref(), engine.as_ref(), ode_gpu).map_err(in_spec)?;
     spec.check_params(&kinetics.param_names())?;

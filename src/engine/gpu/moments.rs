@@ -112,6 +112,17 @@ pub struct MapParams {
 }
 
 impl MapParams {
+    /// The scalar parameters of `p` (one device per entry, no per-step
+    /// values), rounded to f32 as the kernels take them.
+    pub fn of(p: &crate::batch::DeviceParams) -> Self {
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect();
+        MapParams {
+            alpha: f32s(p.alpha()),
+            beta: f32s(p.beta()),
+            w0: f32s(p.w0()),
+        }
+    }
+
     /// Number of sets.
     pub fn sets(&self) -> usize {
         self.alpha.len()

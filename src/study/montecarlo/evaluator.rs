@@ -471,14 +471,16 @@ impl McEvaluator {
     /// (and one class per test sample when the dataset votes) downloaded.
     /// Readouts the kernel cannot evaluate (hidden widths over
     /// [`MAX_HIDDEN`](crate::engine::gpu::mc_forward::MAX_HIDDEN), over 64
-    /// classes) keep the host path, and [`Nominal::readout_site`] says why. A
-    /// no-op for a continuous model.
+    /// classes) or is not trusted with (over
+    /// [`MAX_DEVICE_DENSE_PARAMS`](crate::engine::gpu::mc_forward::MAX_DEVICE_DENSE_PARAMS)
+    /// weights and biases) keep the host path, and [`Nominal::readout_site`]
+    /// says why. A no-op for a continuous model.
     pub fn set_reducer(&mut self, reducer: GpuReducer) {
         if self.ode.is_some() {
             return;
         }
         if let Some(why) = self.readouts.iter().find_map(super::device::unsupported) {
-            self.nominal.readout_site = format!("host: {why} (the device kernel's limit)");
+            self.nominal.readout_site = format!("host: {why}");
             return;
         }
         self.nominal.readout_site = "device".into();
@@ -614,18 +616,9 @@ impl McEvaluator {
         let v = &n.variability;
         let e = &self.test.encoded;
         let g = n.devices_per_draw;
-        // The devices as draws_params gives them to the engine, in f32.
-        let mut map = MapParams::default();
-        let mut stuck = Vec::with_capacity(draws.len() * g);
-        for d in draws {
-            for j in 0..g {
-                let s = d.stuck[j];
-                map.alpha.push(if s { 0.0 } else { d.alpha[j] as f32 });
-                map.beta.push(if s { 0.0 } else { d.beta[j] as f32 });
-                map.w0.push(if s { v.stuck_w } else { n.w0 } as f32);
-                stuck.push(s);
-            }
-        }
+        // The devices exactly as the host path gives them to the engine.
+        let map = MapParams::of(&draws_params(draws, n.w0, v.stuck_w)?);
+        let stuck: Vec<bool> = draws.iter().flat_map(|d| d.stuck.iter().copied()).collect();
         let first = points[0].index as u32;
         let steps = DrawSteps {
             groups: g,
